@@ -1,0 +1,1 @@
+"""Carrier adapters: one package per carrier, all following :mod:`carriers.base`."""

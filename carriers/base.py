@@ -1,0 +1,327 @@
+"""The adapter contract every carrier follows, and the HTTP helpers they share.
+
+An adapter turns tracking numbers into :class:`TrackResult` objects. It does I/O only: the
+carrier's JSON is turned into results by the pure ``parse`` module of its package, so parsing is
+tested on recorded bodies without a server.
+
+The contract, which one parametrized test suite checks for every adapter:
+
+* ``track(numbers)`` returns exactly one result per requested number, keyed by the number as
+  given. It sends at most ``max_batch`` numbers per request and stays inside its
+  :class:`RateLimiter`.
+* What the carrier says about a number (not found, invalid, an error for that number) is data:
+  a result with the matching :class:`Outcome`, never an exception. One bad number never fails
+  the others.
+* When the carrier cannot be asked at all (timeouts, 5xx, 429 after the retries in
+  :func:`request_json`) the adapter raises :class:`CarrierUnavailable`; rejected credentials
+  raise :class:`CarrierAuthError`. The engine reschedules the batch with backoff.
+* Every timestamp is aware UTC (:class:`tracker.domain.TrackingEvent` refuses naive ones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
+
+from tracker.domain import TrackingEvent
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    """What the carrier said about one number."""
+
+    FOUND = "found"
+    NOT_FOUND = "not_found"
+    INVALID = "invalid_number"
+    ERROR = "carrier_error"
+
+
+@dataclass(frozen=True, slots=True)
+class TrackResult:
+    """Everything one poll learned about one tracking number."""
+
+    tracking_number: str
+    outcome: Outcome
+    events: tuple[TrackingEvent, ...] = ()
+    estimated_delivery_at: datetime | None = None
+    message: str = ""
+    raw_status: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @classmethod
+    def not_found(cls, number: str, message: str = "not found") -> TrackResult:
+        return cls(number, Outcome.NOT_FOUND, message=message)
+
+    @classmethod
+    def error(cls, number: str, message: str) -> TrackResult:
+        return cls(number, Outcome.ERROR, message=message)
+
+
+class CarrierError(Exception):
+    """Base of every error an adapter raises."""
+
+
+class CarrierUnavailable(CarrierError):
+    """The carrier could not be asked (transport failure, 5xx, rate limited) after retries.
+
+    ``retry_after`` is the carrier's own hint in seconds, when it gave one.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CarrierAuthError(CarrierError):
+    """The carrier rejected our credentials; polling it again will not help until they change."""
+
+
+class CarrierResponseError(CarrierError):
+    """The carrier answered with a body we cannot read (not JSON, wrong shape)."""
+
+
+class CarrierSettings(BaseModel):
+    """``carriers.<code>`` in the configuration file: the same keys for every carrier."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: SecretStr | None = Field(None, description="API key (key-based carriers).")
+    client_id: str | None = Field(None, description="OAuth client id (OAuth carriers).")
+    client_secret: SecretStr | None = Field(
+        None, description="OAuth client secret (OAuth carriers)."
+    )
+    base_url: str | None = Field(
+        None, description="API root; empty means the carrier's production host."
+    )
+    requests_per_second: float = Field(
+        1.0, gt=0, description="Most requests per second this process sends the carrier."
+    )
+    requests_per_day: int | None = Field(
+        None, gt=0, description="Daily request quota; empty means the carrier's default."
+    )
+    timeout_seconds: float = Field(20.0, gt=0, le=300, description="Per-request timeout.")
+    max_attempts: int = Field(
+        3, ge=1, le=10, description="Tries per request on timeouts, 5xx and 429."
+    )
+
+
+class Adapter(Protocol):
+    """A carrier's tracking API. See the module docstring for the contract."""
+
+    code: ClassVar[str]
+    """Short lower-case name used in configuration and storage, e.g. ``dhl``."""
+
+    display_name: ClassVar[str]
+    max_batch: ClassVar[int]
+    """Most numbers one API request may carry."""
+
+    async def track(self, numbers: Sequence[str]) -> dict[str, TrackResult]:
+        """One result per number in ``numbers`` (at most ``max_batch`` of them)."""
+        ...
+
+    def public_url(self, number: str) -> str:
+        """The carrier's public tracking page for ``number``."""
+        ...
+
+
+class AdapterFactory(Protocol):
+    """How the registry builds an adapter: settings and a shared HTTP session in."""
+
+    code: ClassVar[str]
+
+    def __call__(self, settings: CarrierSettings, session: aiohttp.ClientSession) -> Adapter: ...
+
+
+class RateLimiter:
+    """At most ``rate`` requests per second from this process, spaced evenly.
+
+    Waiters are served in arrival order. ``defer(seconds)`` pushes every later request back, for
+    a carrier's ``Retry-After``.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            wait = self._next - now
+            self._next = max(now, self._next) + self._interval
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def defer(self, seconds: float) -> None:
+        self._next = max(self._next, time.monotonic() + seconds)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    current = time.time() if now is None else now
+    return max(0.0, moment.timestamp() - current)
+
+
+class _Retryable(Exception):
+    """Internal: one attempt failed in a way worth another try."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+MAX_RETRY_WAIT = 30.0
+
+
+def _wait(state: RetryCallState) -> float:
+    """Retry-After when the carrier gave one, else 0.5 s, 1 s, 2 s, ... (capped)."""
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, _Retryable) and exc.retry_after is not None:
+        return min(exc.retry_after, MAX_RETRY_WAIT)
+    return float(min(0.5 * 2 ** (state.attempt_number - 1), MAX_RETRY_WAIT))
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.info("carrier request failed (attempt %d), retrying: %s", state.attempt_number, exc)
+
+
+@dataclass(frozen=True, slots=True)
+class JsonResponse:
+    """A carrier answer that is not a transport failure: any status, body parsed if JSON."""
+
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+    text: str
+
+
+async def request_json(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    limiter: RateLimiter,
+    timeout: float,
+    max_attempts: int,
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+    json_body: Any = None,
+    data: Mapping[str, str] | None = None,
+) -> JsonResponse:
+    """Send one carrier request with the shared retry policy.
+
+    Timeouts, connection errors, 5xx, 408 and 429 are retried (honouring ``Retry-After``) up to
+    ``max_attempts`` tries, then raise :class:`CarrierUnavailable`. Every other answer, 4xx
+    included, is returned for the adapter to read: a 404 is often the carrier's "not found".
+    """
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(max_attempts),
+        wait=_wait,
+        retry=retry_if_exception_type(_Retryable),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                await limiter.acquire()
+                return await _send_once(
+                    session,
+                    method,
+                    url,
+                    timeout=timeout,
+                    headers=headers,
+                    params=params,
+                    json_body=json_body,
+                    data=data,
+                    limiter=limiter,
+                )
+    except _Retryable as exc:
+        raise CarrierUnavailable(str(exc), retry_after=exc.retry_after) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _send_once(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    headers: Mapping[str, str] | None,
+    params: Mapping[str, str] | None,
+    json_body: Any,
+    data: Mapping[str, str] | None,
+    limiter: RateLimiter,
+) -> JsonResponse:
+    try:
+        async with session.request(
+            method,
+            url,
+            headers=headers,
+            params=params,
+            json=json_body,
+            data=data,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            text = await response.text(errors="replace")
+            status = response.status
+            response_headers = dict(response.headers)
+    except TimeoutError as exc:
+        raise _Retryable(f"{method} {url}: timed out after {timeout:g} s", None) from exc
+    except aiohttp.ClientError as exc:
+        raise _Retryable(f"{method} {url}: {type(exc).__name__}: {exc}", None) from exc
+
+    if status in (408, 429) or status >= 500:
+        retry_after = parse_retry_after(response_headers.get("Retry-After"))
+        if status == 429 and retry_after is not None:
+            limiter.defer(retry_after)
+        raise _Retryable(f"{method} {url}: HTTP {status}: {text[:200]}", retry_after)
+    body: Any = None
+    if text:
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+    return JsonResponse(status, body, response_headers, text)
+
+
+def require_json_object(response: JsonResponse, what: str) -> dict[str, Any]:
+    """The body as a JSON object, or :class:`CarrierResponseError` naming what was expected."""
+    if not isinstance(response.body, dict):
+        snippet = response.text[:120].replace("\n", " ")
+        raise CarrierResponseError(
+            f"{what}: expected a JSON object, got HTTP {response.status} {snippet!r}"
+        )
+    return response.body

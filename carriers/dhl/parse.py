@@ -1,0 +1,300 @@
+"""DHL Shipment Tracking - Unified JSON -> :class:`TrackResult`. Pure: no I/O.
+
+The body is ``{"shipments": [{id, service, status, events[], estimatedTimeOfDelivery,
+estimatedDeliveryTimeFrame, destination, details}]}``; every event (and the shipment's
+``status``, which is its latest event) is ``{timestamp, statusCode, status, description, remark,
+location.address {countryCode, postalCode, addressLocality}}``, newest first.
+
+Nothing here raises on what DHL sends: an event with a wrong type or no usable timestamp is
+skipped (and counted in ``extra["skipped_events"]``), a field of the wrong type is read as
+missing, and a body that is not the documented shape is an :attr:`Outcome.ERROR` result.
+
+Timestamps come in three shapes, and each event says in ``time_source`` which one it had:
+``2018-08-03T07:53:47Z`` (``utc``), ``2018-08-03T09:53:47+02:00`` (``offset``), and local time
+with no zone, ``2018-08-03T09:53:47``. The last is read in the time zone of the event's
+country when :data:`COUNTRY_ZONES` knows it (``local:Europe/Berlin``), else as UTC
+(``local:assumed-utc``). A date alone (``2018-08-03``) is taken as noon local time so that the
+day survives the conversion to UTC (``local:date-only:...``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, time, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from carriers.base import Outcome, TrackResult
+from carriers.dhl.statuses import map_status
+from tracker.domain import TrackingEvent
+
+COUNTRY_ZONES: Mapping[str, str] = {
+    "AE": "Asia/Dubai",
+    "AT": "Europe/Vienna",
+    "BE": "Europe/Brussels",
+    "BG": "Europe/Sofia",
+    "CH": "Europe/Zurich",
+    "CN": "Asia/Shanghai",
+    "CZ": "Europe/Prague",
+    "DE": "Europe/Berlin",
+    "DK": "Europe/Copenhagen",
+    "EE": "Europe/Tallinn",
+    "ES": "Europe/Madrid",
+    "FI": "Europe/Helsinki",
+    "FR": "Europe/Paris",
+    "GB": "Europe/London",
+    "GR": "Europe/Athens",
+    "HK": "Asia/Hong_Kong",
+    "HR": "Europe/Zagreb",
+    "HU": "Europe/Budapest",
+    "IE": "Europe/Dublin",
+    "IL": "Asia/Jerusalem",
+    "IN": "Asia/Kolkata",
+    "IT": "Europe/Rome",
+    "JP": "Asia/Tokyo",
+    "KR": "Asia/Seoul",
+    "LT": "Europe/Vilnius",
+    "LU": "Europe/Luxembourg",
+    "LV": "Europe/Riga",
+    "NL": "Europe/Amsterdam",
+    "NO": "Europe/Oslo",
+    "NZ": "Pacific/Auckland",
+    "PL": "Europe/Warsaw",
+    "RO": "Europe/Bucharest",
+    "SE": "Europe/Stockholm",
+    "SG": "Asia/Singapore",
+    "SI": "Europe/Ljubljana",
+    "SK": "Europe/Bratislava",
+    "TR": "Europe/Istanbul",
+    "TW": "Asia/Taipei",
+    "ZA": "Africa/Johannesburg",
+}
+"""ISO country -> IANA zone, for single-zone countries DHL commonly reports in local time.
+
+Countries spanning several zones (US, CA, BR, RU, AU, MX, ...) are deliberately absent: their
+zone-less times are read as UTC rather than guessed.
+"""
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def zone_for_country(country: object) -> tzinfo | None:
+    """The time zone of an ISO 3166-1 alpha-2 ``country``, when it has exactly one we know."""
+    if not isinstance(country, str):
+        return None
+    name = COUNTRY_ZONES.get(country.strip().upper())
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def parse_timestamp(value: object, country: object = None) -> tuple[datetime, str] | None:
+    """``(aware UTC datetime, time_source)`` from a DHL timestamp, or None if unreadable."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text or len(text) > 64:
+        return None
+    date_only = _DATE_ONLY.match(text) is not None
+    try:
+        moment = datetime.fromisoformat(text)
+        if date_only:
+            moment = datetime.combine(moment.date(), time(12))
+        if moment.tzinfo is not None:
+            source = "utc" if text[-1] in "zZ" else "offset"
+            return moment.astimezone(UTC), source
+        zone = zone_for_country(country)
+        prefix = "local:date-only:" if date_only else "local:"
+        if zone is None:
+            return moment.replace(tzinfo=UTC), f"{prefix}assumed-utc"
+        return moment.replace(tzinfo=zone).astimezone(UTC), f"{prefix}{zone}"
+    except (ValueError, OverflowError):
+        return None
+
+
+def parse_response(number: str, body: object) -> TrackResult:
+    """What DHL's 200 answer (or a problem body) says about ``number``."""
+    if not isinstance(body, dict):
+        return TrackResult.error(
+            number, f"DHL answer is not a JSON object (got {type(body).__name__})"
+        )
+    shipments = body.get("shipments")
+    if shipments is None:
+        problem = problem_result(number, body.get("status"), body)
+        if problem is not None:
+            return problem
+        return TrackResult.error(number, "DHL answer has no 'shipments' list")
+    if not isinstance(shipments, list):
+        return TrackResult.error(
+            number, f"DHL 'shipments' is not a list (got {type(shipments).__name__})"
+        )
+    candidates = [s for s in shipments if isinstance(s, dict)]
+    if not candidates:
+        if shipments:
+            return TrackResult.error(number, "DHL 'shipments' holds no shipment objects")
+        return TrackResult.not_found(number, "DHL returned no shipments for this number")
+    return _parse_shipment(number, _pick_shipment(number, candidates))
+
+
+def problem_result(number: str, http_status: object, body: object) -> TrackResult | None:
+    """A DHL problem answer (``{title, status, detail}``) as data, or None if it is not one.
+
+    404 is "not found", 400 and 422 an invalid number; any other status is a carrier error for
+    this number.
+    """
+    problem = body if isinstance(body, dict) else {}
+    if not isinstance(http_status, int) or isinstance(http_status, bool):
+        raw_status = problem.get("status")
+        if isinstance(raw_status, float) and raw_status.is_integer():
+            raw_status = int(raw_status)
+        if not isinstance(raw_status, int) or isinstance(raw_status, bool):
+            return None
+        http_status = raw_status
+    detail = _text(problem.get("detail")) or _text(problem.get("title"))
+    if http_status == 404:
+        return TrackResult.not_found(number, detail or "No shipment with given tracking number")
+    if http_status in (400, 422):
+        return TrackResult(number, Outcome.INVALID, message=detail or "invalid tracking number")
+    if http_status >= 400:
+        return TrackResult.error(number, f"DHL HTTP {http_status}: {detail or 'no detail'}")
+    return None
+
+
+def _pick_shipment(number: str, shipments: list[dict[str, Any]]) -> dict[str, Any]:
+    wanted = _compact(number)
+    for shipment in shipments:
+        shipment_id = shipment.get("id")
+        if isinstance(shipment_id, str | int) and _compact(str(shipment_id)) == wanted:
+            return shipment
+    return shipments[0]
+
+
+def _parse_shipment(number: str, shipment: dict[str, Any]) -> TrackResult:
+    destination = _country(shipment.get("destination"))
+    raw_events = shipment.get("events")
+    events_in = raw_events if isinstance(raw_events, list) else []
+    latest = shipment.get("status")
+    if not events_in and isinstance(latest, dict):
+        events_in = [latest]
+
+    events: list[TrackingEvent] = []
+    skipped = 0
+    for raw in reversed(events_in):  # DHL lists newest first
+        event = parse_event(raw)
+        if event is None:
+            skipped += 1
+        else:
+            events.append(event)
+    events.sort(key=lambda e: e.happened_at)  # stable: equal times keep DHL's order
+
+    extra: dict[str, Any] = {"skipped_events": skipped}
+    if shipment_id := _text(shipment.get("id")):
+        extra["shipment_id"] = shipment_id
+    if service := _text(shipment.get("service")):
+        extra["service"] = service
+    return TrackResult(
+        number,
+        Outcome.FOUND,
+        events=tuple(events),
+        estimated_delivery_at=_eta(shipment, destination),
+        message=_event_text(latest) if isinstance(latest, dict) else "",
+        raw_status=_raw_status(latest),
+        extra=extra,
+    )
+
+
+def parse_event(raw: object) -> TrackingEvent | None:
+    """One DHL event, or None when it has no usable timestamp or is not an object."""
+    if not isinstance(raw, dict):
+        return None
+    address = _address(raw.get("location"))
+    country = _text(address.get("countryCode")).upper() or None
+    stamped = parse_timestamp(raw.get("timestamp"), country)
+    if stamped is None:
+        return None
+    happened_at, source = stamped
+    code = raw.get("statusCode")
+    status_text = _text(raw.get("status"))
+    description = _text(raw.get("description"))
+    remark = _text(raw.get("remark"))
+    extra = {
+        key: value
+        for key, value in (
+            ("status", status_text),
+            ("description", description),
+            ("remark", remark),
+            ("nextSteps", _text(raw.get("nextSteps"))),
+        )
+        if value
+    }
+    message = _event_text(raw)
+    if remark and remark not in message:
+        message = f"{message} - {remark}" if message else remark
+    try:
+        return TrackingEvent(
+            happened_at=happened_at,
+            status=map_status(code, status_text, description),
+            carrier_code=_text(code),
+            message=message,
+            city=_text(address.get("addressLocality")) or None,
+            country=country,
+            zip=_text(address.get("postalCode")) or None,
+            time_source=source,
+            extra=extra,
+        )
+    except (ValueError, OverflowError):
+        return None
+
+
+def _eta(shipment: dict[str, Any], country: str | None) -> datetime | None:
+    stamped = parse_timestamp(shipment.get("estimatedTimeOfDelivery"), country)
+    if stamped is None:
+        frame = shipment.get("estimatedDeliveryTimeFrame")
+        if isinstance(frame, dict):
+            stamped = parse_timestamp(frame.get("estimatedThrough"), country) or (
+                parse_timestamp(frame.get("estimatedFrom"), country)
+            )
+    return stamped[0] if stamped else None
+
+
+def _raw_status(latest: object) -> str:
+    """The shipment-level ``statusCode/status``, whichever parts DHL gave."""
+    if not isinstance(latest, dict):
+        return ""
+    parts = (_text(latest.get("statusCode")), _text(latest.get("status")))
+    return "/".join(p for p in parts if p)
+
+
+def _event_text(raw: dict[str, Any]) -> str:
+    """``status``, plus ``description`` when it says something ``status`` does not."""
+    status_text = _text(raw.get("status"))
+    description = _text(raw.get("description"))
+    if not description or description.casefold() in status_text.casefold():
+        return status_text
+    if not status_text or status_text.casefold() in description.casefold():
+        return description
+    return f"{status_text}: {description}"
+
+
+def _address(location: object) -> dict[str, Any]:
+    if isinstance(location, dict):
+        address = location.get("address")
+        if isinstance(address, dict):
+            return address
+    return {}
+
+
+def _country(place: object) -> str | None:
+    return _text(_address(place).get("countryCode")).upper() or None
+
+
+def _text(value: object) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _compact(number: str) -> str:
+    return "".join(number.split()).upper()

@@ -1,0 +1,244 @@
+"""What every carrier sandbox shares: scripted parcel timelines, a clock, fault numbers.
+
+A sandbox is a real aiohttp server that speaks one carrier's wire format. What a parcel does is
+scripted here once, in carrier-neutral terms (:class:`Kind`); each carrier's ``sandbox.py``
+renders those scans in its own codes and shapes, and its ``parse.py`` must read them back. Tests
+and the demo register timelines over HTTP (``POST /_sandbox/timelines``) or in process.
+
+Fault numbers work on every sandbox, registered or not (case-insensitive prefix):
+
+========================  ==========================================================
+``SBNOTFOUND...``          the carrier's own "not found" answer
+``SB429...``               429 with ``Retry-After: 1``
+``SB500...``               HTTP 500 with an HTML error page
+``SBSLOW...``              answers after ``slow_seconds`` (default 30 s)
+``SBBADJSON...``           HTTP 200 with a truncated JSON body
+========================  ==========================================================
+
+Any other number that was never registered is "not found", as at the real carrier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class Kind(StrEnum):
+    """A scan, before any carrier names it."""
+
+    LABEL = "label"
+    PICKUP = "pickup"
+    TRANSIT = "transit"
+    CUSTOMS = "customs"
+    DELAY = "delay"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    ATTEMPT = "attempt"
+    PICKUP_POINT = "pickup_point"
+    DELIVERED = "delivered"
+    EXCEPTION = "exception"
+    RETURNED = "returned"
+    INFO = "info"
+
+
+class Fault(StrEnum):
+    NOT_FOUND = "not_found"
+    RATE_LIMIT = "rate_limit"
+    SERVER_ERROR = "server_error"
+    SLOW = "slow"
+    MALFORMED = "malformed"
+
+
+FAULT_PREFIXES: dict[str, Fault] = {
+    "SBNOTFOUND": Fault.NOT_FOUND,
+    "SB429": Fault.RATE_LIMIT,
+    "SB500": Fault.SERVER_ERROR,
+    "SBSLOW": Fault.SLOW,
+    "SBBADJSON": Fault.MALFORMED,
+}
+
+
+class Scan(BaseModel):
+    """One scripted scan: what happened, when (after the timeline's start), where."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Kind
+    after_hours: float = Field(ge=0)
+    city: str = ""
+    postal_code: str = ""
+    country: str = ""
+    message: str = ""
+
+
+class Timeline(BaseModel):
+    """A parcel's whole life, revealed scan by scan as the sandbox clock passes each one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tracking_number: str
+    start: AwareDatetime
+    scans: list[Scan]
+    eta_hours: float | None = None
+    hours_per_second: float = Field(
+        0.0, ge=0, description="Time compression: scripted hours that pass per real second."
+    )
+    service: str = "parcel"
+
+    def at(self, scan: Scan) -> datetime:
+        """When ``scan`` happens on the wall clock."""
+        return self.start + timedelta(seconds=self._seconds(scan.after_hours))
+
+    def eta(self) -> datetime | None:
+        if self.eta_hours is None:
+            return None
+        return self.start + timedelta(seconds=self._seconds(self.eta_hours))
+
+    def visible(self, now: datetime) -> list[tuple[datetime, Scan]]:
+        """Scans that have happened by ``now``, oldest first."""
+        return [
+            (self.at(s), s)
+            for s in sorted(self.scans, key=lambda s: s.after_hours)
+            if self.at(s) <= now
+        ]
+
+    def _seconds(self, hours: float) -> float:
+        if self.hours_per_second > 0:
+            return hours / self.hours_per_second
+        return hours * 3600.0
+
+
+class SandboxClock:
+    """Wall-clock time plus an offset tests can move forward."""
+
+    def __init__(self) -> None:
+        self._offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+    def advance(self, delta: timedelta) -> None:
+        self._offset += delta
+
+
+@dataclass
+class RequestRecord:
+    """One request a sandbox received, for tests to assert on."""
+
+    at: float
+    method: str
+    path: str
+    numbers: tuple[str, ...]
+    status: int
+
+
+@dataclass
+class CarrierWorld:
+    """State of one carrier sandbox: timelines, clock, request log, its own rate limit."""
+
+    clock: SandboxClock = field(default_factory=SandboxClock)
+    timelines: dict[str, Timeline] = field(default_factory=dict)
+    requests: list[RequestRecord] = field(default_factory=list)
+    rate_limit_per_second: float = 50.0
+    slow_seconds: float = 30.0
+    _window: list[float] = field(default_factory=list)
+
+    def register(self, timelines: Iterable[Timeline]) -> None:
+        for timeline in timelines:
+            self.timelines[timeline.tracking_number.upper()] = timeline
+
+    def fault(self, number: str) -> Fault | None:
+        upper = number.upper()
+        for prefix, fault in FAULT_PREFIXES.items():
+            if upper.startswith(prefix):
+                return fault
+        if upper not in self.timelines:
+            return Fault.NOT_FOUND
+        return None
+
+    def lookup(self, number: str) -> Timeline | None:
+        return self.timelines.get(number.upper())
+
+    def over_rate_limit(self) -> bool:
+        """True when this request exceeds ``rate_limit_per_second`` over the last second."""
+        now = time.monotonic()
+        self._window = [t for t in self._window if now - t < 1.0]
+        if len(self._window) >= self.rate_limit_per_second:
+            return True
+        self._window.append(now)
+        return False
+
+    def log(self, request: web.Request, numbers: Iterable[str], status: int) -> None:
+        self.requests.append(
+            RequestRecord(time.time(), request.method, request.path, tuple(numbers), status)
+        )
+        if len(self.requests) > 100_000:
+            del self.requests[:50_000]
+
+
+WORLD_KEY = web.AppKey("carrier_world", CarrierWorld)
+
+
+async def fault_pause(world: CarrierWorld, fault: Fault | None) -> None:
+    """Sleep for the slow fault; every other fault is answered by the carrier's own code."""
+    if fault is Fault.SLOW:
+        await asyncio.sleep(world.slow_seconds)
+
+
+def truncated_json(body: str) -> str:
+    """A body cut in half, as a connection dropped mid-answer would leave it."""
+    return body[: max(1, len(body) // 2)]
+
+
+HTML_ERROR_PAGE = (
+    "<!DOCTYPE html><html><head><title>500 Internal Server Error</title></head>"
+    "<body><h1>Internal Server Error</h1></body></html>"
+)
+
+
+def add_control_routes(app: web.Application) -> None:
+    """``/_sandbox/*``: register timelines, read the request log, move the clock."""
+
+    async def register(request: web.Request) -> web.Response:
+        world = request.app[WORLD_KEY]
+        payload: Any = await request.json()
+        items = payload if isinstance(payload, list) else [payload]
+        timelines = [Timeline.model_validate(item) for item in items]
+        world.register(timelines)
+        return web.json_response({"registered": len(timelines)})
+
+    async def requests_log(request: web.Request) -> web.Response:
+        world = request.app[WORLD_KEY]
+        return web.json_response(
+            [
+                {
+                    "at": r.at,
+                    "method": r.method,
+                    "path": r.path,
+                    "numbers": list(r.numbers),
+                    "status": r.status,
+                }
+                for r in world.requests
+            ]
+        )
+
+    async def advance(request: web.Request) -> web.Response:
+        world = request.app[WORLD_KEY]
+        try:
+            hours = float(request.query.get("hours", "0"))
+        except ValueError:
+            raise web.HTTPBadRequest(text="hours must be a number") from None
+        world.clock.advance(timedelta(hours=hours))
+        return web.json_response({"now": world.clock.now().isoformat()})
+
+    app.router.add_post("/_sandbox/timelines", register)
+    app.router.add_get("/_sandbox/requests", requests_log)
+    app.router.add_post("/_sandbox/clock/advance", advance)

@@ -1,0 +1,87 @@
+"""Statuses, event identity and the current status of a shipment."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from tracker.domain import Status, TrackingEvent, current_status, status_for_api_version
+
+T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+
+
+def test_shopify_names_are_the_enum_values():
+    assert Status.OUT_FOR_DELIVERY.shopify == "OUT_FOR_DELIVERY"
+    assert {s.shopify for s in Status} == {
+        "LABEL_PURCHASED", "LABEL_PRINTED", "CONFIRMED", "CARRIER_PICKED_UP", "IN_TRANSIT",
+        "OUT_FOR_DELIVERY", "ATTEMPTED_DELIVERY", "READY_FOR_PICKUP", "DELAYED", "DELIVERED",
+        "FAILURE",
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "version", "sent"),
+    [
+        (Status.CARRIER_PICKED_UP, "2025-07", Status.IN_TRANSIT),
+        (Status.CARRIER_PICKED_UP, "2025-10", Status.CARRIER_PICKED_UP),
+        (Status.CARRIER_PICKED_UP, "2026-10", Status.CARRIER_PICKED_UP),
+        (Status.DELAYED, "2024-10", Status.IN_TRANSIT),
+        (Status.DELAYED, "2025-01", Status.DELAYED),
+        (Status.DELIVERED, "2024-01", Status.DELIVERED),
+        (Status.CARRIER_PICKED_UP, "unstable", Status.CARRIER_PICKED_UP),
+    ],
+)
+def test_older_api_versions_get_a_status_they_know(status, version, sent):
+    assert status_for_api_version(status, version) is sent
+
+
+def test_naive_times_are_refused():
+    with pytest.raises(ValueError, match="no time zone"):
+        TrackingEvent(happened_at=datetime(2026, 1, 1), status=None)
+
+
+def test_times_are_stored_in_utc():
+    cet = timezone(timedelta(hours=1))
+    event = TrackingEvent(happened_at=datetime(2026, 1, 1, 10, 0, tzinfo=cet), status=None)
+    assert event.happened_at == datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+    assert event.happened_at.tzinfo is UTC
+
+
+def test_same_scan_twice_has_one_key_and_a_different_scan_another():
+    a = TrackingEvent(T0, Status.IN_TRANSIT, "PU", "Processed", city="Leipzig", country="DE")
+    again = TrackingEvent(
+        T0 + timedelta(microseconds=300), Status.IN_TRANSIT, "PU", "Processed (re-sent text)",
+        city="LEIPZIG", country="DE",
+    )
+    elsewhere = TrackingEvent(T0, Status.IN_TRANSIT, "PU", "Processed", city="Hamburg", country="DE")
+    assert a.dedupe_key == again.dedupe_key
+    assert a.dedupe_key != elsewhere.dedupe_key
+
+
+def test_current_status_is_the_newest_scan_with_a_status():
+    events = [
+        TrackingEvent(T0, Status.LABEL_PURCHASED),
+        TrackingEvent(T0 + timedelta(hours=5), Status.IN_TRANSIT),
+        TrackingEvent(T0 + timedelta(hours=6), None, message="info only"),
+    ]
+    newest = current_status(events)
+    assert newest is not None
+    assert newest.status is Status.IN_TRANSIT
+
+
+def test_delivered_is_not_undone_by_a_late_older_scan():
+    delivered = TrackingEvent(T0 + timedelta(days=2), Status.DELIVERED)
+    late = TrackingEvent(T0 + timedelta(days=1), Status.OUT_FOR_DELIVERY)
+    assert current_status([delivered, late]) == delivered
+
+
+def test_same_second_goes_to_the_more_advanced_status():
+    out = TrackingEvent(T0, Status.OUT_FOR_DELIVERY)
+    done = TrackingEvent(T0, Status.DELIVERED)
+    assert current_status([done, out]) == done
+    assert current_status([out, done]) == done
+
+
+def test_no_status_at_all():
+    assert current_status([TrackingEvent(T0, None)]) is None

@@ -1,0 +1,128 @@
+"""Incremental sync from the sandbox store: one shipment per (fulfillment, number), changes followed."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from tests.harness import SHOP, Stack, start_stack
+from tracker.shopify.client import ShopifyAuthError, ShopifyClient
+from tracker.shopify.sync import ensure_shops, normalize_tracking_number, sync_shop
+
+
+@pytest.fixture
+async def stack():
+    stack = await start_stack()
+    yield stack
+    await stack.close()
+
+
+@pytest.fixture
+async def sync(pool, stack: Stack):
+    config = stack.config("postgresql://unused", sync={"page_size": 7})
+    shop = (await ensure_shops(pool, config.shops))[SHOP]
+    async with aiohttp.ClientSession() as http:
+        client = ShopifyClient(config.shops[0], http)
+
+        async def run():
+            return await sync_shop(pool, client, shop, config.sync, ["dhl"])
+
+        yield run
+
+
+async def shipments(pool):
+    rows = await pool.fetch(
+        "SELECT order_name, tracking_number, carrier, carrier_state, active, retired_reason"
+        " FROM shipments ORDER BY order_name, tracking_number"
+    )
+    return [tuple(r) for r in rows]
+
+
+async def test_every_fulfilled_parcel_becomes_one_shipment_across_pages(pool, stack, sync):
+    for n in range(20):
+        stack.store.add_order(fulfillments=[[("DHL Express", f"JJD{n:04d}", None)]])
+    stack.store.add_order(
+        fulfillments=[[("DHL", "1111111111", None), ("DHL", "2222222222", None)],
+                      [("UPS", "1Z999AA10123456784", None)]]
+    )
+    stack.store.add_order()  # not fulfilled: nothing to track
+    stack.store.add_order(fulfillments=[[]])  # fulfilled without a number
+
+    report = await sync()
+    assert report is not None
+    assert report.pages == 4  # 23 orders, 7 per page
+    rows = await shipments(pool)
+    assert len(rows) == 23
+    assert ("#1021", "1111111111", "dhl", "pending", True, None) in rows
+    assert ("#1021", "2222222222", "dhl", "pending", True, None) in rows
+    # A carrier without an adapter is known but shown as not enabled.
+    assert ("#1021", "1Z999AA10123456784", "ups", "no_adapter", True, None) in rows
+
+    assert (await sync()) is not None
+    assert len(await shipments(pool)) == 23  # idempotent
+
+
+async def test_cursor_moves_on_and_only_changed_orders_are_read(pool, stack, sync):
+    stack.store.add_order(fulfillments=[[("DHL", "JJD1", None)]])
+    first = await sync()
+    cursor = await pool.fetchval("SELECT sync_cursor FROM shops")
+    assert first is not None and first.orders == 1 and cursor is not None
+    stack.store.add_order(fulfillments=[[("DHL", "JJD2", None)]])
+    second = await sync()
+    assert second is not None
+    assert second.parcels >= 1
+    assert await pool.fetchval("SELECT sync_cursor FROM shops") >= cursor
+    assert [r[1] for r in await shipments(pool)] == ["JJD1", "JJD2"]
+
+
+async def test_cancelled_order_and_fulfillment_stop_tracking(pool, stack, sync):
+    kept = stack.store.add_order(fulfillments=[[("DHL", "JJDKEEP", None)]])
+    gone = stack.store.add_order(fulfillments=[[("DHL", "JJDORDER", None)]])
+    split = stack.store.add_order(fulfillments=[[("DHL", "JJDF1", None)], [("DHL", "JJDF2", None)]])
+    await sync()
+    stack.store.cancel_order(gone.id)
+    stack.store.cancel_fulfillment(split.fulfillments[1].id)
+    await sync()
+    state = {r[1]: (r[4], r[5]) for r in await shipments(pool)}
+    assert state == {
+        "JJDKEEP": (True, None),
+        "JJDORDER": (False, "fulfillment or order cancelled"),
+        "JJDF1": (True, None),
+        "JJDF2": (False, "fulfillment or order cancelled"),
+    }
+    assert kept.name
+
+
+async def test_edited_tracking_number_retires_the_old_and_tracks_the_new(pool, stack, sync):
+    order = stack.store.add_order(fulfillments=[[("DHL", "JJDTYPO", None)]])
+    await sync()
+    stack.store.update_tracking(order.fulfillments[0].id, [("DHL", "JJDRIGHT", None)])
+    await sync()
+    state = {r[1]: (r[4], r[5]) for r in await shipments(pool)}
+    assert state == {"JJDTYPO": (False, "tracking number removed"), "JJDRIGHT": (True, None)}
+
+
+async def test_revoked_token_is_a_clear_error(pool, stack, sync):
+    stack.store.access_token = "rotated"
+    with pytest.raises(ShopifyAuthError, match="access token was refused"):
+        await sync()
+    assert await shipments(pool) == []
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [(" jjd 0001-23 ", "JJD000123"), ("1Z 999 AA1", "1Z999AA1"), (None, ""), (42, "")],
+)
+def test_tracking_numbers_are_normalized(typed, stored):
+    assert normalize_tracking_number(typed) == stored
+
+
+async def test_resync_after_delivery_keeps_the_shipment_as_it_is(pool, stack, sync):
+    order = stack.store.add_order(fulfillments=[[("DHL", "JJDDONE", None)]])
+    await sync()
+    await pool.execute("UPDATE shipments SET active = false, status = 'delivered'")
+    stack.store.create_event(order.fulfillments[0].id, "DELIVERED")  # order updated again
+    await sync()
+    assert [r[1:] for r in await shipments(pool)] == [
+        ("JJDDONE", "dhl", "pending", False, None)
+    ]

@@ -1,0 +1,239 @@
+"""``tracker``: the command line. Exit codes scripts can rely on:
+
+0 success; 1 unexpected failure; 2 bad usage or bad configuration; 3 database unreachable or
+migrations out of step; 4 a port or directory the command needs is not available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from tracker import __version__
+from tracker.config import Config, ConfigError, load_config
+from tracker.db.embedded import EmbeddedPostgresError
+from tracker.db.migrations import MigrationError
+from tracker.db.pool import DatabaseUnavailable
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_DATABASE = 3
+EXIT_RESOURCE = 4
+
+log = logging.getLogger("tracker")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_CONFIG
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (DatabaseUnavailable, EmbeddedPostgresError, MigrationError) as exc:
+        print(f"database error: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tracker",
+        description="Bulk shipment tracking for Shopify: polls carriers, writes fulfillment "
+        "events back to Shopify exactly once, serves one status table.",
+    )
+    parser.add_argument("--version", action="version", version=f"tracker {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], help_: str
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_, description=help_)
+        sub.set_defaults(handler=handler)
+        sub.add_argument(
+            "--log-level",
+            default=None,
+            choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+            help="override log.level from the configuration",
+        )
+        return sub
+
+    def with_config(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help="configuration file (default: ./config.yaml, all defaults if absent)",
+        )
+
+    run = command(
+        "run",
+        _run,
+        "Run the daemon (sync, polling, write-back, status table) until SIGINT or SIGTERM.",
+    )
+    with_config(run)
+
+    demo = command(
+        "demo",
+        _demo,
+        "Run everything locally: embedded PostgreSQL, Shopify and "
+        "carrier sandboxes with moving parcels, the daemon and the status table.",
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=8080,
+        help="status table port (default 8080; a free one is chosen if it is taken)",
+    )
+    demo.add_argument("--orders", type=int, default=240, help="orders in the demo store")
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="parcel hours that pass per real second (default 1)",
+    )
+
+    sandbox = command(
+        "sandbox",
+        _sandbox,
+        "Run the Shopify and carrier sandboxes on their own, "
+        "for `tracker run` or tests to talk to.",
+    )
+    sandbox.add_argument(
+        "--write-config",
+        type=Path,
+        metavar="FILE",
+        help="write a configuration for `tracker run` pointing at the sandboxes",
+    )
+    sandbox.add_argument("--orders", type=int, default=240, help="orders in the store")
+    sandbox.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="parcel hours that pass per real second (default 1)",
+    )
+    sandbox.add_argument("--shopify-port", type=int, default=0, help="default: any free port")
+    sandbox.add_argument("--dhl-port", type=int, default=0, help="default: any free port")
+    sandbox.add_argument("--seed", type=int, default=7, help="seed of the demo world")
+
+    migrate = command("migrate", _migrate, "Apply pending database migrations and exit.")
+    with_config(migrate)
+
+    check = command(
+        "check-config", _check_config, "Validate the configuration file without starting anything."
+    )
+    with_config(check)
+    return parser
+
+
+def setup_logging(config: Config | None, override: str | None) -> None:
+    from tracker.logs import configure_logging
+
+    level = override or (config.log.level if config else "INFO")
+    configure_logging(level, json_lines=bool(config and config.log.json_lines))
+
+
+def run_until_signal(main_coro: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
+    """Run ``main_coro(stop)`` with ``stop`` set on the first SIGINT/SIGTERM."""
+
+    async def runner() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await main_coro(stop)
+
+    return asyncio.run(runner())
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    setup_logging(config, args.log_level)
+    from tracker.engine.run import run_daemon
+
+    async def body(stop: asyncio.Event) -> int:
+        try:
+            await run_daemon(
+                config, stop, announce=lambda url: print(f"Status table: {url}", flush=True)
+            )
+        except OSError as exc:
+            print(f"cannot start: {exc}", file=sys.stderr)
+            return EXIT_RESOURCE
+        return EXIT_OK
+
+    return run_until_signal(body)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    setup_logging(None, args.log_level or "WARNING")
+    from tracker.sandbox.demo import run_demo
+
+    return run_until_signal(
+        lambda stop: run_demo(stop, port=args.port, orders=args.orders, speed=args.speed)
+    )
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    setup_logging(None, args.log_level or "WARNING")
+    from tracker.sandbox.serve import run_sandboxes
+
+    async def body(stop: asyncio.Event) -> int:
+        await run_sandboxes(
+            stop,
+            orders=args.orders,
+            speed=args.speed,
+            seed=args.seed,
+            shopify_port=args.shopify_port,
+            dhl_port=args.dhl_port,
+            write_config=args.write_config,
+        )
+        return EXIT_OK
+
+    return run_until_signal(body)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    setup_logging(config, args.log_level)
+    from tracker.db.migrations import migrate
+    from tracker.db.pool import open_database
+
+    async def body() -> list[str]:
+        async with (
+            open_database(config.database, run_migrations=False) as pool,
+            pool.acquire() as conn,
+        ):
+            return await migrate(conn)
+
+    applied = asyncio.run(body())
+    print(
+        f"applied {len(applied)} migrations: {', '.join(applied)}"
+        if applied
+        else "database is up to date"
+    )
+    return EXIT_OK
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    where = args.config or "config.yaml (defaults)"
+    database = (
+        "configured URL" if config.database.url else f"embedded in {config.database.data_dir}"
+    )
+    carriers = ", ".join(sorted(config.carriers)) or "none"
+    print(f"{where}: OK: {len(config.shops)} shops, carriers: {carriers}, database: {database}")
+    return EXIT_OK

@@ -1,0 +1,318 @@
+"""Configuration: one pydantic model, read from a YAML file, secrets from ``TRACKER_*``.
+
+Every key is documented in ``config.example.yaml``. Environment variables override the file:
+``TRACKER_DATABASE__URL`` sets ``database.url``; list items go by index, so
+``TRACKER_SHOPS__0__ACCESS_TOKEN`` sets the first store's token. ``TRACKER_DATABASE_URL`` is
+accepted as the usual short form. A mistake names the file, the key path and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from carriers.base import CarrierSettings
+
+DEFAULT_CONFIG_PATH = Path("config.yaml")
+DEFAULT_API_VERSION = "2026-10"
+ENV_PREFIX = "TRACKER_"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def _parse_duration(value: object) -> object:
+    """``"90s"``, ``"15m"``, ``"4h"``, ``"2d"`` or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 15m, 4h or 2d")
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration such as 30s, 15m, 4h or 2d")
+        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DatabaseConfig(_Section):
+    url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL URL (postgresql://user:pass@host/db). Empty: start an embedded "
+        "PostgreSQL in data_dir.",
+    )
+    data_dir: Path = Field(
+        Path("data/postgres"),
+        description="Data directory of the embedded PostgreSQL (relative to the config file).",
+    )
+    pool_min_size: int = Field(2, ge=1, le=100, description="Connections kept open.")
+    pool_max_size: int = Field(10, ge=1, le=200, description="Most connections at once.")
+    migrate_on_start: bool = Field(
+        True, description="Apply pending migrations when the daemon starts."
+    )
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> DatabaseConfig:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("pool_min_size is larger than pool_max_size")
+        return self
+
+
+_SHOP_DOMAIN = re.compile(
+    r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$|^127\.0\.0\.1:\d+$|^localhost:\d+$"
+)
+_API_VERSION = re.compile(r"^(20\d\d-(01|04|07|10)|unstable)$")
+
+
+class ShopConfig(_Section):
+    domain: str = Field(description="The store's myshopify.com domain, e.g. acme.myshopify.com.")
+    access_token: SecretStr = Field(description="Admin API access token (shpat_...).")
+    api_version: str = Field(DEFAULT_API_VERSION, description="Admin API version, YYYY-MM.")
+    api_url: str | None = Field(
+        None,
+        description="Admin API root; empty: https://<domain>. Set to a sandbox URL for testing.",
+    )
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        value = value.strip().lower().removeprefix("https://").rstrip("/")
+        if not _SHOP_DOMAIN.match(value):
+            raise ValueError(f"{value!r} is not a shop domain like acme.myshopify.com")
+        return value
+
+    @field_validator("api_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not _API_VERSION.match(value):
+            raise ValueError(f"{value!r} is not an API version like {DEFAULT_API_VERSION}")
+        return value
+
+    @property
+    def admin_url(self) -> str:
+        return (self.api_url or f"https://{self.domain}").rstrip("/")
+
+    @property
+    def graphql_url(self) -> str:
+        return f"{self.admin_url}/admin/api/{self.api_version}/graphql.json"
+
+
+class WebConfig(_Section):
+    host: str = Field("127.0.0.1", description="Address the status table listens on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port of the status table (0: any).")
+
+
+class SyncConfig(_Section):
+    interval: Duration = Field(timedelta(minutes=5), description="How often to read new orders.")
+    page_size: int = Field(50, ge=1, le=250, description="Orders per GraphQL page.")
+    overlap: Duration = Field(
+        timedelta(minutes=2),
+        description="Each sync re-reads orders updated this long before the cursor, because "
+        "Shopify's search index lags.",
+    )
+    lookback: Duration = Field(
+        timedelta(days=30), description="On first start, read orders updated this far back."
+    )
+
+
+class PollingConfig(_Section):
+    sweep_interval: Duration = Field(
+        timedelta(seconds=10), description="How often to look for due shipments."
+    )
+    batch_size: int = Field(200, ge=1, le=5000, description="Shipments claimed per sweep.")
+    lease: Duration = Field(
+        timedelta(minutes=5),
+        description="A claimed shipment returns to the pool after this long if its worker died.",
+    )
+    pre_transit_every: Duration = Field(timedelta(hours=6), description="Poll interval.")
+    in_transit_every: Duration = Field(timedelta(hours=4), description="Poll interval.")
+    out_for_delivery_every: Duration = Field(timedelta(hours=1), description="Poll interval.")
+    not_found_every: Duration = Field(timedelta(hours=6), description="Poll interval.")
+    error_backoff_max: Duration = Field(
+        timedelta(hours=12), description="Longest wait after repeated carrier errors."
+    )
+
+
+class WritebackConfig(_Section):
+    drain_interval: Duration = Field(
+        timedelta(seconds=5), description="How often pending events are written to Shopify."
+    )
+    lease: Duration = Field(
+        timedelta(minutes=2),
+        description="A write still 'sending' after this long is checked against Shopify.",
+    )
+    concurrency: int = Field(4, ge=1, le=64, description="Fulfillments written at once.")
+    max_attempts: int = Field(8, ge=1, le=100, description="Tries before an event is failed.")
+    enabled: bool = Field(True, description="Write events to Shopify at all.")
+    max_event_age: Duration = Field(
+        timedelta(days=7),
+        description="Events already this old when first seen are kept but not sent, so a first "
+        "run over old orders does not send customers stale notifications.",
+    )
+
+
+class LogConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    json_lines: bool = Field(False, description="One JSON object per log line.")
+
+
+class Config(_Section):
+    """The whole configuration file."""
+
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    shops: list[ShopConfig] = Field(default_factory=list)
+    carriers: dict[str, CarrierSettings] = Field(
+        default_factory=dict,
+        description="Carrier code (dhl, ...) -> credentials and budget. Absent: not polled.",
+    )
+    web: WebConfig = Field(default_factory=WebConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    polling: PollingConfig = Field(default_factory=PollingConfig)
+    writeback: WritebackConfig = Field(default_factory=WritebackConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @model_validator(mode="after")
+    def _unique_shops(self) -> Config:
+        domains = [shop.domain for shop in self.shops]
+        for domain in domains:
+            if domains.count(domain) > 1:
+                raise ValueError(f"shop {domain} is listed twice")
+        return self
+
+    @field_validator("carriers")
+    @classmethod
+    def _known_carriers(cls, value: dict[str, CarrierSettings]) -> dict[str, CarrierSettings]:
+        from carriers.registry import available_factories
+
+        known = available_factories()
+        for code in value:
+            if code not in known:
+                raise ValueError(f"unknown carrier {code!r}; known: {', '.join(sorted(known))}")
+        return value
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says where and why."""
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (default ``./config.yaml``; absent default file = all defaults) plus env."""
+    env = os.environ if env is None else env
+    explicit = path is not None
+    path = path or DEFAULT_CONFIG_PATH
+    data: dict[str, Any] = {}
+    if path.exists():
+        data = _read_yaml(path)
+    elif explicit:
+        raise ConfigError(f"{path}: no such file")
+    sources: dict[tuple[str, ...], str] = {}
+    _apply_env(data, env, sources)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc, sources)) from None
+    if not config.database.data_dir.is_absolute():
+        base = path.resolve().parent if path.exists() else Path.cwd()
+        config.database.data_dir = base / config.database.data_dir
+    return config
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f"line {mark.line + 1}, column {mark.column + 1}: "
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: {where}not valid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of sections, not {type(data).__name__}"
+        )
+    return data
+
+
+def _apply_env(
+    data: dict[str, Any], env: Mapping[str, str], sources: dict[tuple[str, ...], str]
+) -> None:
+    """Set ``TRACKER_A__B__0__C`` into ``data['a']['b'][0]['c']``."""
+    if "TRACKER_DATABASE_URL" in env:
+        data.setdefault("database", {})
+        if isinstance(data["database"], dict):
+            data["database"]["url"] = env["TRACKER_DATABASE_URL"]
+            sources[("database", "url")] = "TRACKER_DATABASE_URL"
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        if not all(path):
+            continue
+        node: Any = data
+        for i, part in enumerate(path[:-1]):
+            nxt = path[i + 1]
+            if isinstance(node, list) and part.isdigit():
+                index = int(part)
+                while len(node) <= index:
+                    node.append({})
+                node = node[index]
+            elif isinstance(node, dict):
+                node = node.setdefault(part, [] if nxt.isdigit() else {})
+            else:
+                break
+        else:
+            leaf = path[-1]
+            if isinstance(node, dict):
+                node[leaf] = env[name]
+                sources[tuple(path)] = name
+
+
+def _describe(path: Path, exc: ValidationError, sources: dict[tuple[str, ...], str]) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        key = ".".join(loc) or "(top level)"
+        origin = sources.get(loc)
+        where = f" (from {origin})" if origin else ""
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (misspelt? see config.example.yaml)"
+        elif error["type"] == "missing":
+            message = "required but missing"
+        lines.append(f"{path}: {key}{where}: {message}")
+    return "\n".join(lines)

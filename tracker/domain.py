@@ -1,0 +1,137 @@
+"""The vocabulary every part shares: statuses, normalized tracking events, their order.
+
+Pure: no I/O. Statuses are Shopify's ``FulfillmentEventStatus`` values; this module is the only
+place that knows their order, their urgency and which API version has which of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """Shopify's FulfillmentEventStatus, stored and served in lower case."""
+
+    LABEL_PURCHASED = "label_purchased"
+    LABEL_PRINTED = "label_printed"
+    CONFIRMED = "confirmed"
+    CARRIER_PICKED_UP = "carrier_picked_up"
+    IN_TRANSIT = "in_transit"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    ATTEMPTED_DELIVERY = "attempted_delivery"
+    READY_FOR_PICKUP = "ready_for_pickup"
+    DELAYED = "delayed"
+    DELIVERED = "delivered"
+    FAILURE = "failure"
+
+    @property
+    def shopify(self) -> str:
+        """The GraphQL enum value, e.g. ``IN_TRANSIT``."""
+        return self.value.upper()
+
+    @property
+    def is_final(self) -> bool:
+        """A parcel in this status is not expected to move again."""
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({Status.DELIVERED, Status.FAILURE})
+
+# Statuses newer than some API versions: (status, first version that has it, stand-in before).
+_INTRODUCED_IN: dict[Status, tuple[str, Status]] = {
+    Status.CARRIER_PICKED_UP: ("2025-10", Status.IN_TRANSIT),
+    Status.DELAYED: ("2025-01", Status.IN_TRANSIT),
+}
+
+
+def status_for_api_version(status: Status, api_version: str) -> Status:
+    """The status to send to a store on ``api_version`` (``YYYY-MM``).
+
+    Shopify rejects enum values an API version does not know, so a newer status is sent as its
+    closest older one (``CARRIER_PICKED_UP`` as ``IN_TRANSIT`` before 2025-10).
+    """
+    introduced = _INTRODUCED_IN.get(status)
+    if introduced is None or api_version == "unstable" or api_version >= introduced[0]:
+        return status
+    return introduced[1]
+
+
+# Attention first: lower rank = shown higher in the status table.
+URGENCY: dict[Status | None, int] = {
+    Status.FAILURE: 0,
+    Status.ATTEMPTED_DELIVERY: 1,
+    Status.DELAYED: 2,
+    Status.READY_FOR_PICKUP: 3,
+    Status.OUT_FOR_DELIVERY: 4,
+    Status.IN_TRANSIT: 5,
+    Status.CARRIER_PICKED_UP: 6,
+    Status.CONFIRMED: 7,
+    Status.LABEL_PRINTED: 8,
+    Status.LABEL_PURCHASED: 9,
+    None: 10,
+    Status.DELIVERED: 11,
+}
+
+
+def utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime; a naive one is refused rather than guessed."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment.isoformat()} has no time zone")
+    return moment.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingEvent:
+    """One carrier scan, normalized.
+
+    ``status`` is None for scans that map to no Shopify status (kept and shown, never written
+    back). ``carrier_code`` and ``message`` keep the carrier's own words. ``time_source`` says
+    how ``happened_at`` became UTC: ``utc`` (the carrier said so), ``offset`` (a local time with
+    its offset), or ``local:<reason>`` when the zone had to be assumed.
+    """
+
+    happened_at: datetime
+    status: Status | None
+    carrier_code: str = ""
+    message: str = ""
+    city: str | None = None
+    province: str | None = None
+    country: str | None = None
+    zip: str | None = None
+    time_source: str = "utc"
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "happened_at", utc(self.happened_at))
+
+    @property
+    def location(self) -> str:
+        """Place as one line, e.g. ``Leipzig, 04109, DE``."""
+        return ", ".join(p for p in (self.city, self.province, self.zip, self.country) if p)
+
+    @property
+    def dedupe_key(self) -> str:
+        """Same scan seen twice -> same key: status, time to the second, place, carrier code."""
+        moment = self.happened_at.replace(microsecond=0).isoformat()
+        raw = "\x1f".join((self.status or "", moment, self.location.casefold(), self.carrier_code))
+        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def current_status(events: list[TrackingEvent]) -> TrackingEvent | None:
+    """The event that gives the shipment its status: the newest one that has a status.
+
+    Ties on time go to the more advanced status, so a delivery scan recorded in the same second
+    as an out-for-delivery scan wins.
+    """
+    with_status = [e for e in events if e.status is not None]
+    if not with_status:
+        return None
+    return max(with_status, key=lambda e: (e.happened_at, _progress(e.status)))
+
+
+def _progress(status: Status | None) -> int:
+    order = list(Status)
+    return order.index(status) if status is not None else -1

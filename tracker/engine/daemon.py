@@ -1,0 +1,206 @@
+"""The daemon: scheduler jobs (sync, poll sweep, write-back drain) and the web server.
+
+All state lives in PostgreSQL; this object only holds connections and timers, so stopping it
+at any moment loses nothing. :meth:`Daemon.stop` stops claiming work, gives in-flight jobs
+a bounded time to finish, then cancels them (a cancelled write stays ``sending`` and is
+resolved against Shopify on the next start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from carriers.base import Adapter
+from carriers.registry import build_adapters
+from tracker.config import Config
+from tracker.engine.poller import poll_due
+from tracker.shopify.client import ShopifyClient, ShopifyError
+from tracker.shopify.sync import ShopRow, ensure_shops, record_sync_error, sync_shop
+from tracker.shopify.writeback import Writer
+from tracker.web.app import build_app
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass
+class Daemon:
+    config: Config
+    pool: asyncpg.Pool
+    worker: str = field(default_factory=new_worker_id)
+    url: str = ""
+    _session: aiohttp.ClientSession | None = None
+    _scheduler: AsyncIOScheduler | None = None
+    _runner: web.AppRunner | None = None
+    _adapters: dict[str, Adapter] = field(default_factory=dict)
+    _clients: dict[int, ShopifyClient] = field(default_factory=dict)
+    _shops: dict[int, ShopRow] = field(default_factory=dict)
+    _writer: Writer | None = None
+    _jobs: set[asyncio.Task[None]] = field(default_factory=set)
+    _stopping: bool = False
+
+    async def start(self, *, serve_web: bool = True) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=100, limit_per_host=20)
+        )
+        self._adapters = build_adapters(self.config.carriers, self._session)
+        rows = await ensure_shops(self.pool, self.config.shops)
+        for shop in self.config.shops:
+            row = rows[shop.domain]
+            self._shops[row.id] = row
+            self._clients[row.id] = ShopifyClient(shop, self._session)
+        self._writer = Writer(
+            self.pool, self._clients, self._shops, self.config.writeback, self.worker
+        )
+        if serve_web:
+            await self._start_web()
+        self._schedule()
+        log.info(
+            "daemon %s started: %d shops, carriers %s",
+            self.worker,
+            len(self._shops),
+            ", ".join(sorted(self._adapters)) or "none",
+        )
+
+    async def _start_web(self) -> None:
+        app = build_app(self.pool, self.config)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.web.host, self.config.web.port)
+        await site.start()
+        port = self._runner.addresses[0][1] if self._runner.addresses else self.config.web.port
+        self.url = f"http://{self.config.web.host}:{port}/"
+
+    def _schedule(self) -> None:
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        jobs: list[tuple[str, Callable[[], Awaitable[None]], float]] = [
+            ("sync", self.sync_all, self.config.sync.interval.total_seconds()),
+            ("poll", self.poll_sweep, self.config.polling.sweep_interval.total_seconds()),
+        ]
+        if self.config.writeback.enabled:
+            jobs.append(
+                ("writeback", self.drain, self.config.writeback.drain_interval.total_seconds())
+            )
+        for name, job, seconds in jobs:
+            scheduler.add_job(
+                self._tracked(name, job),
+                IntervalTrigger(seconds=seconds),
+                id=name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(seconds)),
+                next_run_time=_now(),
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def _tracked(
+        self, name: str, job: Callable[[], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            if self._stopping:
+                return
+            task = asyncio.current_task()
+            assert task is not None
+            self._jobs.add(task)
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except (
+                OSError,
+                asyncpg.InterfaceError,
+                asyncpg.exceptions.ConnectionDoesNotExistError,
+                asyncpg.exceptions.CannotConnectNowError,
+            ) as exc:
+                log.error("%s job: database unavailable, will retry: %s", name, exc)
+            except Exception:
+                log.exception("%s job failed", name)
+            finally:
+                self._jobs.discard(task)
+
+        return run
+
+    async def sync_all(self) -> None:
+        for shop_id, client in self._clients.items():
+            if self._stopping:
+                return
+            shop = self._shops[shop_id]
+            try:
+                await sync_shop(self.pool, client, shop, self.config.sync, list(self._adapters))
+            except ShopifyError as exc:
+                log.error("sync of %s failed: %s", shop.domain, exc)
+                await record_sync_error(self.pool, shop, str(exc))
+
+    async def poll_sweep(self) -> None:
+        """Claim and poll batches until nothing more is due (or the daemon stops)."""
+        batch = self.config.polling.batch_size
+        while not self._stopping:
+            report = await poll_due(
+                self.pool, self._adapters, self.config.polling, self.config.writeback, self.worker
+            )
+            if report.claimed:
+                log.info(
+                    "polled %d shipments: %d new events, outcomes %s",
+                    report.polled,
+                    report.new_events,
+                    dict(report.outcomes),
+                )
+            if report.claimed < batch:
+                return
+
+    async def drain(self) -> None:
+        assert self._writer is not None
+        report = await self._writer.drain()
+        if report.written or report.failed or report.reconciled or report.reverted:
+            log.info(
+                "write-back: %d written, %d failed, %d reconciled, %d to resend",
+                report.written,
+                report.failed,
+                report.reconciled,
+                report.reverted,
+            )
+
+    async def stop(self) -> None:
+        """Stop claiming, let running jobs finish for a while, then cancel them."""
+        self._stopping = True
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        running = set(self._jobs)
+        if running:
+            _, late = await asyncio.wait(running, timeout=SHUTDOWN_GRACE_SECONDS)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=2)
+        await self.pool.execute(
+            "UPDATE shipments SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+            self.worker,
+        )
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+        log.info("daemon %s stopped", self.worker)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,290 @@
+"""One poll sweep: claim due shipments, ask their carriers in batches, record what came back.
+
+Claims are leases in PostgreSQL (``FOR UPDATE SKIP LOCKED``), so any number of workers share
+the work and a dead worker's claims expire. Each batch's results land in one transaction:
+new events (deduplicated by key), the shipment's status, and its next poll, lease cleared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from carriers.base import (
+    Adapter,
+    CarrierAuthError,
+    CarrierError,
+    CarrierUnavailable,
+    Outcome,
+    TrackResult,
+)
+from tracker.config import PollingConfig, WritebackConfig
+from tracker.domain import Status
+from tracker.engine.policy import next_poll_delay
+
+log = logging.getLogger(__name__)
+
+MAX_BATCHES_IN_FLIGHT_PER_CARRIER = 8
+
+_CLAIM = """
+UPDATE shipments SET lease_owner = $1, lease_until = now() + $2::interval
+WHERE id IN (
+    SELECT id FROM shipments
+    WHERE active AND next_poll_at <= now() AND carrier = ANY($4::text[])
+      AND (lease_until IS NULL OR lease_until < now())
+    ORDER BY poll_priority, next_poll_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, carrier, tracking_number, poll_failures
+"""
+
+_INSERT_EVENTS = """
+INSERT INTO tracking_events (shipment_id, status, happened_at, time_source, carrier_code,
+    message, city, province, country, zip, estimated_delivery_at, dedupe_key,
+    writeback_state, writeback_error)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
+    $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
+    $12::text[], $13::text[], $14::text[])
+ON CONFLICT (shipment_id, dedupe_key) DO NOTHING
+"""
+
+# Newest event with a status gives the shipment its status; same second: the more advanced.
+_CURRENT = """
+SELECT DISTINCT ON (shipment_id) shipment_id, id, status, happened_at
+FROM tracking_events
+WHERE shipment_id = ANY($1::bigint[]) AND status IS NOT NULL
+ORDER BY shipment_id, happened_at DESC, array_position($2::text[], status) DESC, id DESC
+"""
+
+_LAST = """
+SELECT DISTINCT ON (shipment_id) shipment_id, id
+FROM tracking_events WHERE shipment_id = ANY($1::bigint[])
+ORDER BY shipment_id, happened_at DESC, id DESC
+"""
+
+_UPDATE = """
+UPDATE shipments AS s SET
+    status = u.status, status_at = u.status_at, last_event_id = u.last_event_id,
+    carrier_state = u.carrier_state, carrier_message = u.carrier_message,
+    estimated_delivery_at = COALESCE(u.eta, s.estimated_delivery_at),
+    poll_failures = u.failures, last_polled_at = now(),
+    next_poll_at = COALESCE(now() + u.delay, s.next_poll_at),
+    active = u.delay IS NOT NULL,
+    lease_owner = NULL, lease_until = NULL, updated_at = now()
+FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[], $7::text[],
+            $8::timestamptz[], $9::int[], $10::interval[])
+     AS u(id, status, status_at, last_event_id, carrier_state, carrier_message, eta, failures,
+          delay)
+WHERE s.id = u.id AND s.lease_owner = $1
+"""
+
+_RELEASE_FAILED = """
+UPDATE shipments AS s SET
+    carrier_state = $3, carrier_message = $4, poll_failures = u.failures,
+    last_polled_at = now(), next_poll_at = now() + u.delay,
+    lease_owner = NULL, lease_until = NULL, updated_at = now()
+FROM unnest($2::bigint[], $5::int[], $6::interval[]) AS u(id, failures, delay)
+WHERE s.id = u.id AND s.lease_owner = $1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedShipment:
+    id: int
+    carrier: str
+    tracking_number: str
+    poll_failures: int
+
+
+@dataclass
+class PollReport:
+    claimed: int = 0
+    polled: int = 0
+    new_events: int = 0
+    failed_batches: int = 0
+    outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+async def claim_due(
+    pool: asyncpg.Pool, worker: str, lease: timedelta, limit: int, carriers: Sequence[str]
+) -> list[ClaimedShipment]:
+    rows = await pool.fetch(_CLAIM, worker, lease, limit, list(carriers))
+    return [
+        ClaimedShipment(r["id"], r["carrier"], r["tracking_number"], r["poll_failures"])
+        for r in rows
+    ]
+
+
+async def poll_due(
+    pool: asyncpg.Pool,
+    adapters: Mapping[str, Adapter],
+    polling: PollingConfig,
+    writeback: WritebackConfig,
+    worker: str,
+) -> PollReport:
+    """Claim one batch of due shipments and poll them; returns what happened."""
+    report = PollReport()
+    if not adapters:
+        return report
+    claimed = await claim_due(pool, worker, polling.lease, polling.batch_size, list(adapters))
+    report.claimed = len(claimed)
+    by_carrier: dict[str, list[ClaimedShipment]] = defaultdict(list)
+    for shipment in claimed:
+        by_carrier[shipment.carrier].append(shipment)
+    await asyncio.gather(
+        *(
+            _poll_carrier(pool, adapters[code], shipments, polling, writeback, worker, report)
+            for code, shipments in by_carrier.items()
+        )
+    )
+    return report
+
+
+async def _poll_carrier(
+    pool: asyncpg.Pool,
+    adapter: Adapter,
+    shipments: list[ClaimedShipment],
+    polling: PollingConfig,
+    writeback: WritebackConfig,
+    worker: str,
+    report: PollReport,
+) -> None:
+    in_flight = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT_PER_CARRIER)
+    size = max(1, adapter.max_batch)
+
+    async def one_batch(batch: list[ClaimedShipment]) -> None:
+        async with in_flight:
+            try:
+                results = await adapter.track([s.tracking_number for s in batch])
+            except CarrierAuthError as exc:
+                log.error("%s rejected our credentials: %s", adapter.code, exc)
+                await release_failed(pool, worker, batch, "carrier_error", str(exc), polling)
+                report.failed_batches += 1
+                return
+            except CarrierUnavailable as exc:
+                log.warning("%s unavailable for %d shipments: %s", adapter.code, len(batch), exc)
+                await release_failed(pool, worker, batch, "unavailable", str(exc), polling)
+                report.failed_batches += 1
+                return
+            except (CarrierError, ValueError, TypeError, KeyError) as exc:
+                log.exception("%s adapter failed on a batch", adapter.code)
+                await release_failed(
+                    pool, worker, batch, "carrier_error", f"adapter error: {exc}", polling
+                )
+                report.failed_batches += 1
+                return
+            report.new_events += await record_results(
+                pool, worker, batch, results, polling, writeback
+            )
+            report.polled += len(batch)
+            for result in results.values():
+                report.outcomes[result.outcome.value] += 1
+
+    await asyncio.gather(
+        *(one_batch(shipments[i : i + size]) for i in range(0, len(shipments), size))
+    )
+
+
+async def record_results(
+    pool: asyncpg.Pool,
+    worker: str,
+    batch: Sequence[ClaimedShipment],
+    results: Mapping[str, TrackResult],
+    polling: PollingConfig,
+    writeback: WritebackConfig,
+) -> int:
+    """Store one batch's results in one transaction; returns how many events were new."""
+    now = datetime.now(UTC)
+    stale_before = now - writeback.max_event_age
+    cols: list[list[object]] = [[] for _ in range(14)]
+    for shipment in batch:
+        result = results.get(shipment.tracking_number)
+        if result is None or result.outcome is not Outcome.FOUND:
+            continue
+        for event in result.events:
+            if event.status is None:
+                state, reason = "skipped", "no Shopify status for this scan"
+            elif event.happened_at < stale_before:
+                state, reason = "skipped", "already old when first seen; not sent"
+            else:
+                state, reason = "pending", None
+            row: tuple[object, ...] = (
+                shipment.id,
+                event.status.value if event.status else None,
+                event.happened_at,
+                event.time_source,
+                event.carrier_code[:200],
+                event.message[:2000],
+                _clip(event.city),
+                _clip(event.province),
+                _clip(event.country),
+                _clip(event.zip),
+                result.estimated_delivery_at,
+                event.dedupe_key,
+                state,
+                reason,
+            )
+            for col, cell in zip(cols, row, strict=True):
+                col.append(cell)
+    ids = [s.id for s in batch]
+    async with pool.acquire() as conn, conn.transaction():
+        inserted = 0
+        if cols[0]:
+            tag = await conn.execute(_INSERT_EVENTS, *cols)
+            inserted = int(tag.split()[-1])
+        current = {
+            r["shipment_id"]: r for r in await conn.fetch(_CURRENT, ids, [s.value for s in Status])
+        }
+        last = {r["shipment_id"]: r["id"] for r in await conn.fetch(_LAST, ids)}
+        update: list[list[object]] = [[] for _ in range(9)]
+        for shipment in batch:
+            result = results.get(shipment.tracking_number) or TrackResult.error(
+                shipment.tracking_number, "the adapter returned no result for this number"
+            )
+            newest = current.get(shipment.id)
+            status = Status(newest["status"]) if newest else None
+            state = result.outcome.value
+            failures = shipment.poll_failures + 1 if result.outcome is Outcome.ERROR else 0
+            delay = next_poll_delay(status, state, failures, polling)
+            values: tuple[object, ...] = (
+                shipment.id,
+                status.value if status else None,
+                newest["happened_at"] if newest else None,
+                last.get(shipment.id),
+                state,
+                result.message[:1000],
+                result.estimated_delivery_at,
+                failures,
+                delay,
+            )
+            for col, value in zip(update, values, strict=True):
+                col.append(value)
+        await conn.execute(_UPDATE, worker, *update)
+    return inserted
+
+
+async def release_failed(
+    pool: asyncpg.Pool,
+    worker: str,
+    batch: Sequence[ClaimedShipment],
+    state: str,
+    message: str,
+    polling: PollingConfig,
+) -> None:
+    """Give a batch back after the carrier could not be asked, with per-shipment backoff."""
+    failures = [s.poll_failures + 1 for s in batch]
+    delays = [next_poll_delay(None, state, f, polling) for f in failures]
+    await pool.execute(
+        _RELEASE_FAILED, worker, [s.id for s in batch], state, message[:1000], failures, delays
+    )
+
+
+def _clip(value: str | None) -> str | None:
+    return value[:200] if value else value

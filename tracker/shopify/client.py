@@ -1,0 +1,325 @@
+"""A Shopify Admin GraphQL client that stays inside the store's cost bucket.
+
+Every document it sends is a ``.graphql`` file in ``graphql/`` beside this module, named by its
+operation. The client keeps its own estimate of the store's leaky bucket from
+``extensions.cost.throttleStatus`` and waits before a request would be throttled. THROTTLED
+answers, 429 and (for queries only) 5xx and timeouts are retried with tenacity, bounded and
+honouring ``Retry-After``. A mutation is never retried once it may have reached Shopify:
+:class:`ShopifyOutcomeUnknown` tells the caller to find out what happened instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+
+from carriers.base import parse_retry_after
+from tracker.config import ShopConfig
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "shopify-shipment-tracker/0.1"
+DEFAULT_QUERY_COST = 50.0
+DEFAULT_MUTATION_COST = 10.0
+
+
+class ShopifyError(Exception):
+    """Base of every error the Shopify client raises."""
+
+
+class ShopifyAuthError(ShopifyError):
+    """401/403: the token is wrong, revoked, or lacks a scope."""
+
+
+class ShopifyUnavailable(ShopifyError):
+    """Shopify could not be asked after the retries; the request was not applied."""
+
+
+class ShopifyOutcomeUnknown(ShopifyError):
+    """A mutation was sent but its answer was lost: it may or may not have been applied."""
+
+
+class GraphQLError(ShopifyError):
+    """Shopify answered with top-level ``errors`` (a bad document, a missing permission)."""
+
+    def __init__(self, message: str, errors: list[Any]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+@functools.cache
+def load_document(name: str) -> str:
+    """The text of ``graphql/<name>.graphql``."""
+    return (resources.files(__package__) / "graphql" / f"{name}.graphql").read_text("utf-8")
+
+
+@dataclass
+class CostBucket:
+    """Our view of the store's leaky bucket, refilled at ``restore_rate`` points per second.
+
+    ``available`` is what Shopify last reported, less what we have reserved since for requests
+    it has not answered yet (``in_flight``), so concurrent requests never overdraw it.
+    """
+
+    maximum: float = 1000.0
+    available: float = 1000.0
+    restore_rate: float = 50.0
+    observed_at: float = 0.0
+    in_flight: float = 0.0
+    calibrated: bool = False
+
+    def level(self, now: float) -> float:
+        elapsed = max(0.0, now - self.observed_at)
+        return min(self.maximum, self.available + elapsed * self.restore_rate)
+
+    def take(self, cost: float, now: float) -> float:
+        """Reserve ``cost`` points; return how long to wait before sending (0 if none)."""
+        level = self.level(now)
+        self.available = level - cost
+        self.observed_at = now
+        self.in_flight += cost
+        if self.available >= 0:
+            return 0.0
+        return -self.available / self.restore_rate if self.restore_rate > 0 else 1.0
+
+    def settle(self, cost: float, status: object, now: float) -> None:
+        """A reserved request was answered; adopt Shopify's figures if it sent them."""
+        self.in_flight = max(0.0, self.in_flight - cost)
+        if not isinstance(status, dict):
+            return
+        try:
+            maximum = float(status["maximumAvailable"])
+            available = float(status["currentlyAvailable"])
+            restore_rate = float(status["restoreRate"])
+        except (KeyError, TypeError, ValueError):
+            return
+        self.maximum, self.restore_rate = maximum, restore_rate
+        self.available = available - self.in_flight
+        self.observed_at = now
+        self.calibrated = True
+
+
+class _Retry(Exception):
+    def __init__(self, message: str, wait: float | None) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, _Retry) and exc.wait is not None:
+        return min(max(exc.wait, 0.05), 60.0)
+    return float(min(0.5 * 2 ** (state.attempt_number - 1), 30.0))
+
+
+class ShopifyClient:
+    """One store's Admin GraphQL endpoint."""
+
+    def __init__(
+        self,
+        shop: ShopConfig,
+        session: aiohttp.ClientSession,
+        *,
+        timeout: float = 30.0,
+        max_attempts: int = 6,
+    ) -> None:
+        self.shop = shop
+        self.bucket = CostBucket()
+        self._session = session
+        self._timeout = timeout
+        self._max_attempts = max_attempts
+        self._costs: dict[str, float] = {}
+        self._lock = asyncio.Lock()
+        self._calibrating = asyncio.Lock()
+        self.throttled_answers = 0
+
+    @property
+    def domain(self) -> str:
+        return self.shop.domain
+
+    async def query(self, name: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run the query document ``name``; retried on throttling, 5xx and timeouts."""
+        return await self._execute(name, variables or {}, mutation=False)
+
+    async def mutate(self, name: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """Run the mutation document ``name``; never retried once it may have been applied."""
+        return await self._execute(name, variables, mutation=True)
+
+    async def _execute(
+        self, name: str, variables: dict[str, Any], *, mutation: bool
+    ) -> dict[str, Any]:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=_wait,
+            retry=retry_if_exception_type(_Retry),
+            before_sleep=lambda s: log.info(
+                "shopify %s %s: attempt %d failed, retrying: %s",
+                self.domain,
+                name,
+                s.attempt_number,
+                s.outcome.exception() if s.outcome else None,
+            ),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._send(name, variables, mutation=mutation)
+        except _Retry as exc:
+            raise ShopifyUnavailable(f"{self.domain} {name}: {exc}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _reserve(self, name: str, mutation: bool) -> float:
+        """Wait until the bucket has room for this request; return the points reserved."""
+        default = DEFAULT_MUTATION_COST if mutation else DEFAULT_QUERY_COST
+        cost = min(self._costs.get(name, default), self.bucket.maximum)
+        async with self._lock:
+            wait = self.bucket.take(cost, time.monotonic())
+        if wait > 0:
+            log.debug("shopify %s: waiting %.2f s for the cost bucket", self.domain, wait)
+            await asyncio.sleep(wait)
+        return cost
+
+    async def _send(
+        self, name: str, variables: dict[str, Any], *, mutation: bool
+    ) -> dict[str, Any]:
+        if self.bucket.calibrated:
+            return await self._send_reserved(name, variables, mutation=mutation)
+        # Until the first answer tells us the store's bucket, send one request at a time.
+        async with self._calibrating:
+            return await self._send_reserved(name, variables, mutation=mutation)
+
+    async def _send_reserved(
+        self, name: str, variables: dict[str, Any], *, mutation: bool
+    ) -> dict[str, Any]:
+        cost = await self._reserve(name, mutation)
+        try:
+            status, retry_after, text = await self._post(name, variables, mutation=mutation)
+        except BaseException:
+            self.bucket.settle(cost, None, time.monotonic())
+            raise
+        return self._read(name, cost, status, retry_after, text, mutation=mutation)
+
+    async def _post(
+        self, name: str, variables: dict[str, Any], *, mutation: bool
+    ) -> tuple[int, float | None, str]:
+        headers = {
+            "X-Shopify-Access-Token": self.shop.access_token.get_secret_value(),
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        body = {"query": load_document(name), "variables": variables, "operationName": name}
+        try:
+            async with self._session.post(
+                self.shop.graphql_url,
+                json=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+            ) as response:
+                status = response.status
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                text = await response.text(errors="replace")
+        except aiohttp.ClientConnectorError as exc:
+            # Never reached Shopify: safe to retry even a mutation.
+            raise _Retry(f"cannot connect: {exc}", None) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            what = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            if mutation:
+                raise ShopifyOutcomeUnknown(f"{self.domain} {name}: {what}") from None
+            raise _Retry(what, None) from None
+        return status, retry_after, text
+
+    def _read(
+        self,
+        name: str,
+        cost: float,
+        status: int,
+        retry_after: float | None,
+        text: str,
+        *,
+        mutation: bool,
+    ) -> dict[str, Any]:
+        try:
+            payload: Any = json.loads(text)
+        except ValueError:
+            payload = None
+        extensions = payload.get("extensions") if isinstance(payload, dict) else None
+        cost_info = extensions.get("cost") if isinstance(extensions, dict) else None
+        if not isinstance(cost_info, dict):
+            cost_info = {}
+        requested = cost_info.get("requestedQueryCost")
+        if isinstance(requested, int | float):
+            self._costs[name] = float(requested)
+        self.bucket.settle(cost, cost_info.get("throttleStatus"), time.monotonic())
+
+        if status in (401, 403):
+            raise ShopifyAuthError(
+                f"{self.domain}: HTTP {status}: the access token was refused or lacks a scope"
+            )
+        if status == 429:
+            self.throttled_answers += 1
+            raise _Retry("HTTP 429 throttled", retry_after if retry_after is not None else 1.0)
+        if status >= 500:
+            if mutation:
+                raise ShopifyOutcomeUnknown(f"{self.domain} {name}: HTTP {status}")
+            raise _Retry(f"HTTP {status}", retry_after)
+        if payload is None:
+            if mutation:
+                raise ShopifyOutcomeUnknown(f"{self.domain} {name}: unreadable answer")
+            raise _Retry(f"HTTP {status}: not JSON: {text[:100]!r}", None)
+        if not isinstance(payload, dict):
+            raise GraphQLError(f"{self.domain} {name}: unexpected answer {text[:100]!r}", [])
+        errors = payload.get("errors")
+        if errors:
+            if _is_throttled(errors):
+                self.throttled_answers += 1
+                raise _Retry("THROTTLED", self._throttle_wait(cost_info))
+            raise GraphQLError(
+                f"{self.domain} {name}: {_error_text(errors)}",
+                errors if isinstance(errors, list) else [errors],
+            )
+        if status != 200:
+            raise GraphQLError(f"{self.domain} {name}: HTTP {status}: {text[:200]}", [])
+        data = payload.get("data")
+        if not isinstance(data, dict):
+            raise GraphQLError(f"{self.domain} {name}: answer without data", [])
+        return data
+
+    def _throttle_wait(self, cost: dict[str, Any]) -> float:
+        requested = cost.get("requestedQueryCost")
+        throttle = cost.get("throttleStatus") or {}
+        if not isinstance(requested, int | float) or not isinstance(throttle, dict):
+            return 1.0
+        try:
+            missing = float(requested) - float(throttle["currentlyAvailable"])
+            return max(0.1, missing / float(throttle["restoreRate"]))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            return 1.0
+
+
+def _is_throttled(errors: object) -> bool:
+    if not isinstance(errors, list):
+        return False
+    for error in errors:
+        if isinstance(error, dict):
+            ext = error.get("extensions")
+            if isinstance(ext, dict) and ext.get("code") == "THROTTLED":
+                return True
+    return False
+
+
+def _error_text(errors: object) -> str:
+    if isinstance(errors, list):
+        parts = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors]
+        return "; ".join(parts)[:500]
+    return str(errors)[:500]

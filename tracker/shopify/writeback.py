@@ -1,0 +1,351 @@
+"""Write each new tracking event to Shopify exactly once (``fulfillmentEventCreate``).
+
+Shopify has no idempotency key, so exactly-once rests on local state (DESIGN.md):
+
+1. An event is marked ``sending`` (committed) before the mutation is sent.
+2. Success marks it ``written`` with Shopify's event id; ``userErrors`` mark it ``failed``.
+3. A ``sending`` event whose outcome is unknown (lost answer, crash) is never retried blind:
+   once its lease has passed, the fulfillment's events are read from Shopify. A matching event
+   (same status, same ``happenedAt`` to the second, not already claimed by another local event)
+   makes it ``written``; otherwise it goes back to ``pending``.
+
+Per shop, one writer at a time (advisory lock); per fulfillment, events go in ``happened_at``
+order and a fulfillment with an unresolved ``sending`` event waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from tracker.config import WritebackConfig
+from tracker.domain import Status, status_for_api_version
+from tracker.shopify.client import (
+    GraphQLError,
+    ShopifyAuthError,
+    ShopifyClient,
+    ShopifyOutcomeUnknown,
+    ShopifyUnavailable,
+)
+from tracker.shopify.sync import ShopRow
+
+log = logging.getLogger(__name__)
+
+_WRITE_LOCK = 0x77726974  # "writ", combined with the shop id
+PENDING_PER_DRAIN = 2000
+
+_PENDING = """
+SELECT e.id, e.status, e.happened_at, e.message, e.city, e.province, e.country, e.zip,
+       e.estimated_delivery_at, e.writeback_next_at <= now() AS due, e.writeback_attempts,
+       s.fulfillment_id
+FROM tracking_events e JOIN shipments s ON s.id = e.shipment_id
+WHERE s.shop_id = $1 AND e.writeback_state = 'pending'
+ORDER BY s.fulfillment_id, e.happened_at, e.id
+LIMIT $2
+"""
+
+_SENDING = """
+SELECT e.id, e.status, e.happened_at, e.writeback_started_at < now() - $2::interval AS expired,
+       s.fulfillment_id
+FROM tracking_events e JOIN shipments s ON s.id = e.shipment_id
+WHERE s.shop_id = $1 AND e.writeback_state = 'sending'
+"""
+
+
+@dataclass
+class WriteReport:
+    written: int = 0
+    failed: int = 0
+    deferred: int = 0
+    reconciled: int = 0
+    reverted: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    id: int
+    fulfillment_id: str
+    status: Status
+    happened_at: datetime
+    message: str
+    city: str | None
+    province: str | None
+    country: str | None
+    zip: str | None
+    estimated_delivery_at: datetime | None
+    attempts: int
+
+
+def event_input(event: PendingEvent, api_version: str) -> dict[str, Any]:
+    """The ``FulfillmentEventInput`` for one event, with only the fields we know."""
+    fields: dict[str, Any] = {
+        "fulfillmentId": event.fulfillment_id,
+        "status": status_for_api_version(event.status, api_version).shopify,
+        "happenedAt": _iso(event.happened_at),
+    }
+    optional = {
+        "message": event.message or None,
+        "city": event.city,
+        "province": event.province,
+        "country": event.country,
+        "zip": event.zip,
+        "estimatedDeliveryAt": _iso(event.estimated_delivery_at)
+        if event.estimated_delivery_at
+        else None,
+    }
+    fields.update({k: v for k, v in optional.items() if v})
+    return fields
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """After a transport failure: 10 s, 20 s, 40 s, ... capped at 30 min."""
+    return timedelta(seconds=min(10 * 2 ** max(attempts - 1, 0), 1800))
+
+
+class Writer:
+    """Drains pending events to Shopify for every configured shop."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        clients: Mapping[int, ShopifyClient],
+        shops: Mapping[int, ShopRow],
+        config: WritebackConfig,
+        worker: str,
+    ) -> None:
+        self._pool = pool
+        self._clients = clients
+        self._shops = shops
+        self._config = config
+        self._worker = worker
+
+    async def drain(self) -> WriteReport:
+        report = WriteReport()
+        for shop_id, client in self._clients.items():
+            await self.drain_shop(self._shops[shop_id], client, report)
+        return report
+
+    async def drain_shop(self, shop: ShopRow, client: ShopifyClient, report: WriteReport) -> None:
+        async with self._pool.acquire() as lock_conn:
+            if not await lock_conn.fetchval(
+                "SELECT pg_try_advisory_lock($1, $2)", _WRITE_LOCK, shop.id
+            ):
+                return
+            try:
+                blocked = await self._reconcile(shop, client, report)
+                await self._send_pending(shop, client, blocked, report)
+            except ShopifyAuthError as exc:
+                report.errors.append(str(exc))
+                log.error("write-back to %s stopped: %s", shop.domain, exc)
+            finally:
+                await lock_conn.execute("SELECT pg_advisory_unlock($1, $2)", _WRITE_LOCK, shop.id)
+
+    async def _reconcile(
+        self, shop: ShopRow, client: ShopifyClient, report: WriteReport
+    ) -> set[str]:
+        """Resolve expired ``sending`` events; return fulfillments that must still wait."""
+        rows = await self._pool.fetch(_SENDING, shop.id, self._config.lease)
+        blocked: set[str] = set()
+        expired: dict[str, list[asyncpg.Record]] = defaultdict(list)
+        for row in rows:
+            if row["expired"]:
+                expired[row["fulfillment_id"]].append(row)
+            else:
+                blocked.add(row["fulfillment_id"])
+        for fulfillment_id, events in expired.items():
+            try:
+                remote = await fetch_remote_events(client, fulfillment_id)
+            except (ShopifyUnavailable, GraphQLError) as exc:
+                log.warning("cannot check %s on %s yet: %s", fulfillment_id, shop.domain, exc)
+                blocked.add(fulfillment_id)
+                continue
+            known = {
+                r["shopify_event_id"]
+                for r in await self._pool.fetch(
+                    """
+                    SELECT e.shopify_event_id FROM tracking_events e
+                    JOIN shipments s ON s.id = e.shipment_id
+                    WHERE s.shop_id = $1 AND s.fulfillment_id = $2
+                      AND e.shopify_event_id IS NOT NULL
+                    """,
+                    shop.id,
+                    fulfillment_id,
+                )
+            }
+            unclaimed: dict[tuple[str, str], list[str]] = defaultdict(list)
+            for event_id, status, happened in remote:
+                if event_id not in known:
+                    unclaimed[(status, happened)].append(event_id)
+            for row in sorted(events, key=lambda r: (r["happened_at"], r["id"])):
+                status = status_for_api_version(Status(row["status"]), shop.api_version).shopify
+                key = (status, _iso(row["happened_at"]))
+                if unclaimed.get(key):
+                    event_id = unclaimed[key].pop(0)
+                    await self._mark_written(row["id"], event_id)
+                    report.reconciled += 1
+                    log.info("event %s was written before (Shopify %s)", row["id"], event_id)
+                else:
+                    await self._pool.execute(
+                        """
+                        UPDATE tracking_events SET writeback_state = 'pending',
+                               writeback_owner = NULL, writeback_next_at = now()
+                        WHERE id = $1 AND writeback_state = 'sending'
+                        """,
+                        row["id"],
+                    )
+                    report.reverted += 1
+                    log.info("event %s was not written; it will be sent again", row["id"])
+        return blocked
+
+    async def _send_pending(
+        self, shop: ShopRow, client: ShopifyClient, blocked: set[str], report: WriteReport
+    ) -> None:
+        rows = await self._pool.fetch(_PENDING, shop.id, PENDING_PER_DRAIN)
+        queues: dict[str, list[PendingEvent]] = defaultdict(list)
+        stopped: set[str] = set(blocked)
+        for row in rows:
+            fid = row["fulfillment_id"]
+            if fid in stopped:
+                continue
+            if not row["due"]:
+                stopped.add(fid)  # an earlier event waits for its retry: keep the order
+                continue
+            queues[fid].append(
+                PendingEvent(
+                    row["id"],
+                    fid,
+                    Status(row["status"]),
+                    row["happened_at"],
+                    row["message"],
+                    row["city"],
+                    row["province"],
+                    row["country"],
+                    row["zip"],
+                    row["estimated_delivery_at"],
+                    row["writeback_attempts"],
+                )
+            )
+        slots = asyncio.Semaphore(self._config.concurrency)
+
+        async def write_fulfillment(events: list[PendingEvent]) -> None:
+            async with slots:
+                for event in events:
+                    if not await self._write_one(shop, client, event, report):
+                        return
+
+        await asyncio.gather(*(write_fulfillment(q) for q in queues.values()))
+
+    async def _write_one(
+        self, shop: ShopRow, client: ShopifyClient, event: PendingEvent, report: WriteReport
+    ) -> bool:
+        """Send one event; False when this fulfillment must stop for now."""
+        claimed = await self._pool.execute(
+            """
+            UPDATE tracking_events SET writeback_state = 'sending', writeback_owner = $2,
+                   writeback_started_at = now(), writeback_attempts = writeback_attempts + 1
+            WHERE id = $1 AND writeback_state = 'pending'
+            """,
+            event.id,
+            self._worker,
+        )
+        if claimed != "UPDATE 1":
+            return False
+        try:
+            data = await client.mutate(
+                "FulfillmentEventCreate",
+                {"fulfillmentEvent": event_input(event, shop.api_version)},
+            )
+        except ShopifyOutcomeUnknown as exc:
+            # Leave it 'sending': after the lease, _reconcile reads Shopify to decide.
+            log.warning("event %s: outcome unknown (%s); will check Shopify", event.id, exc)
+            report.deferred += 1
+            return False
+        except (ShopifyUnavailable, GraphQLError) as exc:
+            await self._back_to_pending(event, str(exc), report)
+            return False
+        except ShopifyAuthError:
+            await self._back_to_pending(event, "access token refused", report)
+            raise
+        # Cancelled mid-call (shutdown): the outcome is unknown, so the event stays 'sending'.
+        payload = data.get("fulfillmentEventCreate") or {}
+        errors = payload.get("userErrors") or []
+        created = payload.get("fulfillmentEvent") or {}
+        if errors or not created.get("id"):
+            reason = "; ".join(str(e.get("message")) for e in errors) or "no event returned"
+            await self._pool.execute(
+                """
+                UPDATE tracking_events SET writeback_state = 'failed', writeback_error = $2,
+                       writeback_owner = NULL
+                WHERE id = $1
+                """,
+                event.id,
+                f"Shopify refused the event: {reason}"[:1000],
+            )
+            report.failed += 1
+            log.warning(
+                "Shopify refused event %s on %s: %s", event.id, event.fulfillment_id, reason
+            )
+            return True
+        await self._mark_written(event.id, str(created["id"]))
+        report.written += 1
+        return True
+
+    async def _mark_written(self, event_id: int, shopify_event_id: str) -> None:
+        await self._pool.execute(
+            """
+            UPDATE tracking_events SET writeback_state = 'written', shopify_event_id = $2,
+                   written_at = now(), writeback_owner = NULL, writeback_error = NULL
+            WHERE id = $1
+            """,
+            event_id,
+            shopify_event_id,
+        )
+
+    async def _back_to_pending(self, event: PendingEvent, reason: str, report: WriteReport) -> None:
+        attempts = event.attempts + 1
+        final = attempts >= self._config.max_attempts
+        await self._pool.execute(
+            """
+            UPDATE tracking_events SET writeback_state = $2, writeback_error = $3,
+                   writeback_owner = NULL, writeback_next_at = now() + $4::interval
+            WHERE id = $1
+            """,
+            event.id,
+            "failed" if final else "pending",
+            (f"gave up after {attempts} attempts: " if final else "") + reason[:900],
+            retry_delay(attempts),
+        )
+        if final:
+            report.failed += 1
+
+
+async def fetch_remote_events(
+    client: ShopifyClient, fulfillment_id: str
+) -> list[tuple[str, str, str]]:
+    """(id, STATUS, happenedAt to the second in UTC) of every event on the fulfillment."""
+    events: list[tuple[str, str, str]] = []
+    after: str | None = None
+    while True:
+        data = await client.query("FulfillmentEvents", {"id": fulfillment_id, "after": after})
+        fulfillment = data.get("fulfillment")
+        if fulfillment is None:
+            return events
+        connection = fulfillment["events"]
+        for node in connection["nodes"]:
+            happened = datetime.fromisoformat(str(node["happenedAt"]).replace("Z", "+00:00"))
+            events.append((str(node["id"]), str(node["status"]), _iso(happened)))
+        if not connection["pageInfo"]["hasNextPage"]:
+            return events
+        after = connection["pageInfo"]["endCursor"]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
