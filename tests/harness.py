@@ -39,12 +39,21 @@ class Stack:
         data: dict[str, Any] = {
             "database": {"url": database_url, "pool_min_size": 1, "pool_max_size": 6},
             "shops": [
-                {"domain": SHOP, "access_token": TOKEN, "api_url": self.shopify_url,
-                 "api_version": "2026-10"}
+                {
+                    "domain": SHOP,
+                    "access_token": TOKEN,
+                    "api_url": self.shopify_url,
+                    "api_version": "2026-10",
+                }
             ],
             "carriers": {
-                "dhl": {"api_key": DHL_KEY, "base_url": self.dhl_url,
-                        "requests_per_second": 200, "timeout_seconds": 5, "max_attempts": 2}
+                "dhl": {
+                    "api_key": DHL_KEY,
+                    "base_url": self.dhl_url,
+                    "requests_per_second": 200,
+                    "timeout_seconds": 5,
+                    "max_attempts": 2,
+                }
             },
             "web": {"host": "127.0.0.1", "port": 0},
             "sync": {"interval": "0.3s"},
@@ -64,21 +73,34 @@ async def start_stack(*, bucket_size: float = 1000, restore_rate: float = 50) ->
     return Stack(store, dhl, shopify_url, dhl_url, [shopify_runner, dhl_runner])
 
 
-def timeline(number: str, kinds: list[Kind], *, start: datetime | None = None,
-             step_hours: float = 5.0, city: str = "Leipzig") -> Timeline:
+def timeline(
+    number: str,
+    kinds: list[Kind],
+    *,
+    start: datetime | None = None,
+    step_hours: float = 5.0,
+    city: str = "Leipzig",
+) -> Timeline:
     """A parcel whose scans are ``step_hours`` apart, starting ``start`` (default 2 days ago)."""
     begin = start or datetime.now(UTC) - timedelta(days=2)
     scans = [
-        Scan(kind=kind, after_hours=i * step_hours, city=f"{city}{i}", postal_code="04109",
-             country="DE")
+        Scan(
+            kind=kind,
+            after_hours=i * step_hours,
+            city=f"{city}{i}",
+            postal_code="04109",
+            country="DE",
+        )
         for i, kind in enumerate(kinds)
     ]
-    return Timeline(tracking_number=number, start=begin, scans=scans,
-                    eta_hours=len(kinds) * step_hours + 12)
+    return Timeline(
+        tracking_number=number, start=begin, scans=scans, eta_hours=len(kinds) * step_hours + 12
+    )
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 30.0,
-                     what: str = "condition") -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str = "condition"
+) -> None:
     """Wait until ``check()`` holds; fail with ``what`` after ``timeout`` seconds."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not await check():

@@ -115,7 +115,9 @@ def test_bad_environment_value_names_the_variable(tmp_path):
 
 
 def test_secrets_are_not_in_the_repr(tmp_path):
-    path = write(tmp_path, "shops:\n  - domain: acme.myshopify.com\n    access_token: shpat_s3cret\n")
+    path = write(
+        tmp_path, "shops:\n  - domain: acme.myshopify.com\n    access_token: shpat_s3cret\n"
+    )
     config = load_config(path, env={})
     assert "shpat_s3cret" not in repr(config)
 

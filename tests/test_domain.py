@@ -14,8 +14,16 @@ T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 def test_shopify_names_are_the_enum_values():
     assert Status.OUT_FOR_DELIVERY.shopify == "OUT_FOR_DELIVERY"
     assert {s.shopify for s in Status} == {
-        "LABEL_PURCHASED", "LABEL_PRINTED", "CONFIRMED", "CARRIER_PICKED_UP", "IN_TRANSIT",
-        "OUT_FOR_DELIVERY", "ATTEMPTED_DELIVERY", "READY_FOR_PICKUP", "DELAYED", "DELIVERED",
+        "LABEL_PURCHASED",
+        "LABEL_PRINTED",
+        "CONFIRMED",
+        "CARRIER_PICKED_UP",
+        "IN_TRANSIT",
+        "OUT_FOR_DELIVERY",
+        "ATTEMPTED_DELIVERY",
+        "READY_FOR_PICKUP",
+        "DELAYED",
+        "DELIVERED",
         "FAILURE",
     }
 
@@ -51,10 +59,16 @@ def test_times_are_stored_in_utc():
 def test_same_scan_twice_has_one_key_and_a_different_scan_another():
     a = TrackingEvent(T0, Status.IN_TRANSIT, "PU", "Processed", city="Leipzig", country="DE")
     again = TrackingEvent(
-        T0 + timedelta(microseconds=300), Status.IN_TRANSIT, "PU", "Processed (re-sent text)",
-        city="LEIPZIG", country="DE",
+        T0 + timedelta(microseconds=300),
+        Status.IN_TRANSIT,
+        "PU",
+        "Processed (re-sent text)",
+        city="LEIPZIG",
+        country="DE",
     )
-    elsewhere = TrackingEvent(T0, Status.IN_TRANSIT, "PU", "Processed", city="Hamburg", country="DE")
+    elsewhere = TrackingEvent(
+        T0, Status.IN_TRANSIT, "PU", "Processed", city="Hamburg", country="DE"
+    )
     assert a.dedupe_key == again.dedupe_key
     assert a.dedupe_key != elsewhere.dedupe_key
 

@@ -34,16 +34,39 @@ async def settled(pool) -> bool:
     return row["shipments"] > 0 and row["unpolled"] == 0 and row["unwritten"] == 0
 
 
-async def test_store_ends_with_exactly_the_normalized_events_in_order(stack: Stack, pool, database_url):
+async def test_store_ends_with_exactly_the_normalized_events_in_order(
+    stack: Stack, pool, database_url
+):
     full = ["JJD000000000000000001", "JJD000000000000000002", "1234567890"]
-    stack.dhl.register([
-        timeline(full[0], [Kind.LABEL, Kind.PICKUP, Kind.TRANSIT, Kind.TRANSIT,
-                           Kind.OUT_FOR_DELIVERY, Kind.DELIVERED]),
-        timeline(full[1], [Kind.LABEL, Kind.PICKUP, Kind.INFO, Kind.OUT_FOR_DELIVERY,
-                           Kind.ATTEMPT, Kind.PICKUP_POINT]),
-        timeline(full[2], [Kind.LABEL, Kind.TRANSIT, Kind.DELAY, Kind.EXCEPTION,
-                           Kind.RETURNED]),
-    ])
+    stack.dhl.register(
+        [
+            timeline(
+                full[0],
+                [
+                    Kind.LABEL,
+                    Kind.PICKUP,
+                    Kind.TRANSIT,
+                    Kind.TRANSIT,
+                    Kind.OUT_FOR_DELIVERY,
+                    Kind.DELIVERED,
+                ],
+            ),
+            timeline(
+                full[1],
+                [
+                    Kind.LABEL,
+                    Kind.PICKUP,
+                    Kind.INFO,
+                    Kind.OUT_FOR_DELIVERY,
+                    Kind.ATTEMPT,
+                    Kind.PICKUP_POINT,
+                ],
+            ),
+            timeline(
+                full[2], [Kind.LABEL, Kind.TRANSIT, Kind.DELAY, Kind.EXCEPTION, Kind.RETURNED]
+            ),
+        ]
+    )
     delivered = stack.store.add_order(fulfillments=[[("DHL Express", full[0], None)]])
     attempted = stack.store.add_order(fulfillments=[[("DHL Parcel", full[1], None)]])
     returned = stack.store.add_order(fulfillments=[[("DHL", full[2], None)]])
@@ -54,10 +77,12 @@ async def test_store_ends_with_exactly_the_normalized_events_in_order(stack: Sta
     await daemon.start()
     try:
         await eventually(lambda: settled(pool), what="all shipments polled and written")
-        async with aiohttp.ClientSession() as http:
-            async with http.get(daemon.url + "api/shipments") as response:
-                assert response.status == 200
-                shipments = {s["tracking_number"]: s for s in (await response.json())["shipments"]}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(daemon.url + "api/shipments") as response,
+        ):
+            assert response.status == 200
+            shipments = {s["tracking_number"]: s for s in (await response.json())["shipments"]}
     finally:
         await daemon.stop()
 
@@ -65,16 +90,27 @@ async def test_store_ends_with_exactly_the_normalized_events_in_order(stack: Sta
         return [e.status for e in stack.store.events(order.fulfillments[0].id)]
 
     assert statuses(delivered) == [
-        "LABEL_PURCHASED", "CARRIER_PICKED_UP", "IN_TRANSIT", "IN_TRANSIT",
-        "OUT_FOR_DELIVERY", "DELIVERED",
+        "LABEL_PURCHASED",
+        "CARRIER_PICKED_UP",
+        "IN_TRANSIT",
+        "IN_TRANSIT",
+        "OUT_FOR_DELIVERY",
+        "DELIVERED",
     ]
     # The INFO scan has no Shopify status: kept locally, never written.
     assert statuses(attempted) == [
-        "LABEL_PURCHASED", "CARRIER_PICKED_UP", "OUT_FOR_DELIVERY", "ATTEMPTED_DELIVERY",
+        "LABEL_PURCHASED",
+        "CARRIER_PICKED_UP",
+        "OUT_FOR_DELIVERY",
+        "ATTEMPTED_DELIVERY",
         "READY_FOR_PICKUP",
     ]
     assert statuses(returned) == [
-        "LABEL_PURCHASED", "IN_TRANSIT", "DELAYED", "FAILURE", "FAILURE",
+        "LABEL_PURCHASED",
+        "IN_TRANSIT",
+        "DELAYED",
+        "FAILURE",
+        "FAILURE",
     ]
     assert statuses(unknown) == []
     assert statuses(other) == []
@@ -125,17 +161,27 @@ async def test_delivered_shipments_stop_being_polled(stack: Stack, pool, databas
     assert len([r for r in stack.dhl.requests if number in r.numbers]) == polls_after_delivery
 
 
-async def test_new_scans_arrive_on_later_polls_and_are_written_once(stack: Stack, pool, database_url):
+async def test_new_scans_arrive_on_later_polls_and_are_written_once(
+    stack: Stack, pool, database_url
+):
     number = "JJD000000000000000020"
     now = datetime.now(UTC)
     # Scans 5 h apart, the first two already visible; the clock moves the rest into view.
-    line = timeline(number, [Kind.LABEL, Kind.PICKUP, Kind.TRANSIT, Kind.OUT_FOR_DELIVERY,
-                             Kind.DELIVERED], start=now.replace(microsecond=0) - _hours(6))
+    line = timeline(
+        number,
+        [Kind.LABEL, Kind.PICKUP, Kind.TRANSIT, Kind.OUT_FOR_DELIVERY, Kind.DELIVERED],
+        start=now.replace(microsecond=0) - _hours(6),
+    )
     stack.dhl.register([line])
     order = stack.store.add_order(fulfillments=[[("DHL", number, None)]])
-    config = stack.config(database_url, polling={"in_transit_every": "0.5s",
-                                                 "pre_transit_every": "0.5s",
-                                                 "out_for_delivery_every": "0.5s"})
+    config = stack.config(
+        database_url,
+        polling={
+            "in_transit_every": "0.5s",
+            "pre_transit_every": "0.5s",
+            "out_for_delivery_every": "0.5s",
+        },
+    )
     daemon = Daemon(config, pool)
     await daemon.start()
     try:
@@ -152,7 +198,11 @@ async def test_new_scans_arrive_on_later_polls_and_are_written_once(stack: Stack
     finally:
         await daemon.stop()
     assert [e.status for e in stack.store.events(order.fulfillments[0].id)] == [
-        "LABEL_PURCHASED", "CARRIER_PICKED_UP", "IN_TRANSIT", "OUT_FOR_DELIVERY", "DELIVERED",
+        "LABEL_PURCHASED",
+        "CARRIER_PICKED_UP",
+        "IN_TRANSIT",
+        "OUT_FOR_DELIVERY",
+        "DELIVERED",
     ]
 
 

@@ -13,7 +13,8 @@ from tests.conftest import shared_file
 from tracker.shopify.client import load_document
 
 DOCUMENTS = sorted(
-    p.stem for p in (Path(__file__).resolve().parents[1] / "tracker/shopify/graphql").glob("*.graphql")
+    p.stem
+    for p in (Path(__file__).resolve().parents[1] / "tracker/shopify/graphql").glob("*.graphql")
 )
 
 # Newer than the 2025-01 schema file, and allowed (../shared/specs/README.md).

@@ -1,4 +1,4 @@
-"""Incremental sync from the sandbox store: one shipment per (fulfillment, number), changes followed."""
+"""Incremental sync from the sandbox store: one shipment per parcel, changes followed."""
 
 from __future__ import annotations
 
@@ -42,8 +42,10 @@ async def test_every_fulfilled_parcel_becomes_one_shipment_across_pages(pool, st
     for n in range(20):
         stack.store.add_order(fulfillments=[[("DHL Express", f"JJD{n:04d}", None)]])
     stack.store.add_order(
-        fulfillments=[[("DHL", "1111111111", None), ("DHL", "2222222222", None)],
-                      [("UPS", "1Z999AA10123456784", None)]]
+        fulfillments=[
+            [("DHL", "1111111111", None), ("DHL", "2222222222", None)],
+            [("UPS", "1Z999AA10123456784", None)],
+        ]
     )
     stack.store.add_order()  # not fulfilled: nothing to track
     stack.store.add_order(fulfillments=[[]])  # fulfilled without a number
@@ -66,7 +68,9 @@ async def test_cursor_moves_on_and_only_changed_orders_are_read(pool, stack, syn
     stack.store.add_order(fulfillments=[[("DHL", "JJD1", None)]])
     first = await sync()
     cursor = await pool.fetchval("SELECT sync_cursor FROM shops")
-    assert first is not None and first.orders == 1 and cursor is not None
+    assert first is not None
+    assert first.orders == 1
+    assert cursor is not None
     stack.store.add_order(fulfillments=[[("DHL", "JJD2", None)]])
     second = await sync()
     assert second is not None
@@ -123,6 +127,4 @@ async def test_resync_after_delivery_keeps_the_shipment_as_it_is(pool, stack, sy
     await pool.execute("UPDATE shipments SET active = false, status = 'delivered'")
     stack.store.create_event(order.fulfillments[0].id, "DELIVERED")  # order updated again
     await sync()
-    assert [r[1:] for r in await shipments(pool)] == [
-        ("JJDDONE", "dhl", "pending", False, None)
-    ]
+    assert [r[1:] for r in await shipments(pool)] == [("JJDDONE", "dhl", "pending", False, None)]

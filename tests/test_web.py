@@ -259,7 +259,11 @@ async def test_retired_shipments_only_with_include_inactive(
     # Delivered: no longer polled, still a shipment the merchant wants to see.
     done = await add_shipment(pool, shop, "#3", status="delivered", active=False)
     retired = await add_shipment(
-        pool, shop, "#2", status="in_transit", active=False,
+        pool,
+        shop,
+        "#2",
+        status="in_transit",
+        active=False,
         retired_reason="fulfillment or order cancelled",
     )
 

@@ -47,7 +47,11 @@ async def seed(pool, stack: Stack, statuses=STATUSES, *, orders: int = 1) -> lis
                                    carrier)
             VALUES ($1, $2, $3, $4, $5, 'dhl') RETURNING id
             """,
-            shop.id, f"gid://shopify/Order/{order.id}", order.name, fid, f"JJD{n:018d}",
+            shop.id,
+            f"gid://shopify/Order/{order.id}",
+            order.name,
+            fid,
+            f"JJD{n:018d}",
         )
         for i, status in enumerate(statuses):
             await pool.execute(
@@ -56,7 +60,11 @@ async def seed(pool, stack: Stack, statuses=STATUSES, *, orders: int = 1) -> lis
                                              country, dedupe_key, writeback_state)
                 VALUES ($1, $2, $3, $4, 'Leipzig', 'DE', $5, 'pending')
                 """,
-                shipment_id, status.value, T0 + timedelta(hours=5 * i), f"scan {i}", f"k{i}",
+                shipment_id,
+                status.value,
+                T0 + timedelta(hours=5 * i),
+                f"scan {i}",
+                f"k{i}",
             )
     return fulfillment_ids
 
@@ -64,7 +72,9 @@ async def seed(pool, stack: Stack, statuses=STATUSES, *, orders: int = 1) -> lis
 def writer(pool, stack: Stack, http, **config) -> Writer:
     cfg = stack.config("postgresql://unused")
     settings = WritebackConfig.model_validate({"lease": "0.3s", **config})
-    return Writer(pool, {1: ShopifyClient(cfg.shops[0], http)}, _shops(cfg), settings, "test-worker")
+    return Writer(
+        pool, {1: ShopifyClient(cfg.shops[0], http)}, _shops(cfg), settings, "test-worker"
+    )
 
 
 def _shops(cfg):
@@ -89,7 +99,10 @@ async def test_events_are_written_in_order_with_their_details(pool, stack, http)
     assert remote_statuses(stack, fid) == [s.shopify for s in STATUSES]
     first = stack.store.events(fid)[0]
     assert (first.happened_at, first.message, first.city, first.country) == (
-        T0, "scan 0", "Leipzig", "DE",
+        T0,
+        "scan 0",
+        "Leipzig",
+        "DE",
     )
     rows = await pool.fetch("SELECT shopify_event_id FROM tracking_events ORDER BY happened_at")
     assert [r["shopify_event_id"] for r in rows] == [
@@ -188,7 +201,8 @@ async def test_transport_failures_back_off_and_keep_the_order(pool, stack, http)
         " ORDER BY happened_at"
     )
     assert [(r["writeback_state"], r["later"]) for r in rows] == [
-        ("pending", True), ("pending", False),
+        ("pending", True),
+        ("pending", False),
     ]
     stack.store.set_faults(throttle_next=0)
     # The second event is due but must not overtake the first.
@@ -198,12 +212,19 @@ async def test_transport_failures_back_off_and_keep_the_order(pool, stack, http)
 
 async def test_older_api_version_gets_in_transit_for_carrier_picked_up(pool, stack, http):
     [fid] = await seed(pool, stack, [Status.CARRIER_PICKED_UP])
-    cfg = stack.config("postgresql://unused",)
+    cfg = stack.config(
+        "postgresql://unused",
+    )
     shop = cfg.shops[0].model_copy(update={"api_version": "2025-07"})
     from tracker.shopify.sync import ShopRow
 
-    w = Writer(pool, {1: ShopifyClient(shop, http)}, {1: ShopRow(1, SHOP, "2025-07")},
-               WritebackConfig(), "w")
+    w = Writer(
+        pool,
+        {1: ShopifyClient(shop, http)},
+        {1: ShopRow(1, SHOP, "2025-07")},
+        WritebackConfig(),
+        "w",
+    )
     assert (await w.drain()).written == 1
     assert remote_statuses(stack, fid) == ["IN_TRANSIT"]
 
@@ -211,7 +232,7 @@ async def test_older_api_version_gets_in_transit_for_carrier_picked_up(pool, sta
 async def test_a_backlog_of_500_events_drains_without_a_single_throttled_answer(pool, http):
     stack = await start_stack(bucket_size=100, restore_rate=1000)
     try:
-        fids = await seed(pool, stack, STATUSES + [Status.DELAYED], orders=100)
+        fids = await seed(pool, stack, [*STATUSES, Status.DELAYED], orders=100)
         w = writer(pool, stack, http, concurrency=8)
         report = await w.drain()
         assert report.written == 500

@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
-
 from tracker.db import Connection
 
 log = logging.getLogger(__name__)

@@ -46,9 +46,7 @@ class Sandboxes:
 
 
 async def serve(app: web.Application, port: int) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, handler_cancellation=True
-    )
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, HOST, port)
     await site.start()
@@ -59,7 +57,10 @@ async def serve(app: web.Application, port: int) -> tuple[web.AppRunner, str]:
 async def start_sandboxes(
     *, orders: int, speed: float, seed: int, shopify_port: int = 0, dhl_port: int = 0
 ) -> Sandboxes:
-    store = ShopifyStore(SHOP_DOMAIN, f"shpat_sandbox_{secrets.token_hex(8)}")
+    # A Shopify Plus-sized cost bucket, so the demo's backlog drains in seconds, not minutes.
+    store = ShopifyStore(
+        SHOP_DOMAIN, f"shpat_sandbox_{secrets.token_hex(8)}", bucket_size=2000, restore_rate=1000
+    )
     dhl = CarrierWorld(rate_limit_per_second=100.0)
     populate(store, dhl, orders=orders, speed=speed, seed=seed, now=datetime.now(UTC))
     dhl_key = f"dhl-sandbox-{secrets.token_hex(6)}"

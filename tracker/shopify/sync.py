@@ -16,10 +16,9 @@ from typing import Any
 
 import asyncpg
 
-from tracker.db import Connection
-
 from carriers.registry import carrier_for_company
 from tracker.config import ShopConfig, SyncConfig
+from tracker.db import Connection
 from tracker.shopify.client import ShopifyClient
 
 log = logging.getLogger(__name__)
