@@ -111,8 +111,10 @@ class CarrierSettings(BaseModel):
     base_url: str | None = Field(
         None, description="API root; empty means the carrier's production host."
     )
-    requests_per_second: float = Field(
-        1.0, gt=0, description="Most requests per second this process sends the carrier."
+    requests_per_second: float | None = Field(
+        None,
+        gt=0,
+        description="Most requests per second this process sends; empty: the carrier's default.",
     )
     requests_per_day: int | None = Field(
         None, gt=0, description="Daily request quota; empty means the carrier's default."
@@ -132,6 +134,12 @@ class Adapter(Protocol):
     display_name: ClassVar[str]
     max_batch: ClassVar[int]
     """Most numbers one API request may carry."""
+
+    default_requests_per_second: ClassVar[float]
+    """Budget when ``requests_per_second`` is not configured (the carrier's published limit)."""
+
+    default_requests_per_day: ClassVar[int | None]
+    """Daily quota when ``requests_per_day`` is not configured; None: not published."""
 
     async def track(self, numbers: Sequence[str]) -> dict[str, TrackResult]:
         """One result per number in ``numbers`` (at most ``max_batch`` of them)."""

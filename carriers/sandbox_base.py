@@ -16,6 +16,17 @@ Fault numbers work on every sandbox, registered or not (case-insensitive prefix)
 ========================  ==========================================================
 
 Any other number that was never registered is "not found", as at the real carrier.
+
+Every carrier's ``sandbox.py`` offers the same three names, which the contract suite and the
+demo use without knowing the carrier:
+
+* ``SANDBOX_SETTINGS``: the ``carriers.<code>`` credentials the sandbox accepts;
+* ``sandbox_app(world) -> web.Application``: the whole API, token endpoint and control routes;
+* ``sample_number(index) -> str``: a well-formed tracking number of that carrier (valid
+  checksum), different for every index;
+
+and, where a carrier's codes cannot express a :class:`Kind` as :data:`EXPECTED_STATUS` says,
+``KIND_STATUS`` with its own expectations for those kinds.
 """
 
 from __future__ import annotations
@@ -30,6 +41,8 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from tracker.domain import Status
 
 
 class Kind(StrEnum):
@@ -187,6 +200,58 @@ class CarrierWorld:
 WORLD_KEY = web.AppKey("carrier_world", CarrierWorld)
 
 
+# What each Kind must parse back to, for every carrier (the contract suite checks it). A carrier
+# whose codes cannot say one of these lists its deviations in its sandbox's KIND_STATUS.
+EXPECTED_STATUS: dict[Kind, Status | None] = {
+    Kind.LABEL: Status.LABEL_PURCHASED,
+    Kind.PICKUP: Status.CARRIER_PICKED_UP,
+    Kind.TRANSIT: Status.IN_TRANSIT,
+    Kind.CUSTOMS: Status.IN_TRANSIT,
+    Kind.DELAY: Status.DELAYED,
+    Kind.OUT_FOR_DELIVERY: Status.OUT_FOR_DELIVERY,
+    Kind.ATTEMPT: Status.ATTEMPTED_DELIVERY,
+    Kind.PICKUP_POINT: Status.READY_FOR_PICKUP,
+    Kind.DELIVERED: Status.DELIVERED,
+    Kind.EXCEPTION: Status.FAILURE,
+    Kind.RETURNED: Status.FAILURE,
+    Kind.INFO: None,
+}
+
+
+class TokenIssuer:
+    """Access tokens an OAuth sandbox hands out, with their expiry; tests can expire them all."""
+
+    def __init__(self, lifetime_seconds: float = 3600.0) -> None:
+        self.lifetime_seconds = lifetime_seconds
+        self._tokens: dict[str, float] = {}
+        self.issued = 0
+
+    def issue(self) -> str:
+        import secrets
+
+        token = "sbx_" + secrets.token_urlsafe(24)
+        self._tokens[token] = time.monotonic() + self.lifetime_seconds
+        self.issued += 1
+        return token
+
+    def valid(self, token: str | None) -> bool:
+        expires = self._tokens.get(token or "")
+        return expires is not None and time.monotonic() < expires
+
+    def expire_all(self) -> None:
+        self._tokens.clear()
+
+
+TOKENS_KEY = web.AppKey("sandbox_tokens", TokenIssuer)
+
+
+def bearer(request: web.Request) -> str | None:
+    """The token of an ``Authorization: Bearer ...`` header, if any."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
 async def fault_pause(world: CarrierWorld, fault: Fault | None) -> None:
     """Sleep for the slow fault; every other fault is answered by the carrier's own code."""
     if fault is Fault.SLOW:
@@ -239,6 +304,13 @@ def add_control_routes(app: web.Application) -> None:
         world.clock.advance(timedelta(hours=hours))
         return web.json_response({"now": world.clock.now().isoformat()})
 
+    async def expire_tokens(request: web.Request) -> web.Response:
+        issuer = request.app.get(TOKENS_KEY)
+        if issuer is not None:
+            issuer.expire_all()
+        return web.json_response({"expired": issuer is not None})
+
+    app.router.add_post("/_sandbox/tokens/expire", expire_tokens)
     app.router.add_post("/_sandbox/timelines", register)
     app.router.add_get("/_sandbox/requests", requests_log)
     app.router.add_post("/_sandbox/clock/advance", advance)

@@ -54,12 +54,16 @@ class DhlAdapter:
     code: ClassVar[str] = "dhl"
     display_name: ClassVar[str] = "DHL"
     max_batch: ClassVar[int] = 1
+    default_requests_per_second: ClassVar[float] = 1.0  # starter plan
+    default_requests_per_day: ClassVar[int | None] = 250
 
     def __init__(self, settings: CarrierSettings, session: aiohttp.ClientSession) -> None:
         self._settings = settings
         self._session = session
         self._url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/") + "/track/shipments"
-        self._limiter = RateLimiter(settings.requests_per_second)
+        self._limiter = RateLimiter(
+            settings.requests_per_second or self.default_requests_per_second
+        )
 
     async def track(self, numbers: Sequence[str]) -> dict[str, TrackResult]:
         """One result per distinct number; numbers are asked concurrently, one per request.

@@ -258,3 +258,18 @@ def build_app(world: CarrierWorld, *, api_key: str) -> web.Application:
     app.router.add_get("/track/shipments", _shipments)
     add_control_routes(app)
     return app
+
+
+SANDBOX_SETTINGS: dict[str, str] = {"api_key": "dhl-sandbox-key"}
+"""The ``carriers.dhl`` credentials :func:`sandbox_app` accepts."""
+
+
+def sandbox_app(world: CarrierWorld) -> web.Application:
+    """The sandbox with its standard credentials (see :mod:`carriers.sandbox_base`)."""
+    return build_app(world, api_key=SANDBOX_SETTINGS["api_key"])
+
+
+def sample_number(index: int) -> str:
+    """A DHL Express waybill: nine digits and a mod-7 check digit."""
+    base = 100_000_000 + index * 7919 % 900_000_000
+    return f"{base}{base % 7}"
