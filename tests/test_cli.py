@@ -216,3 +216,79 @@ async def test_demo_moves_parcels_and_writes_them_back(tmp_path):
         assert demo.stop(signal.SIGINT) == 0
     finally:
         demo.kill()
+
+
+def test_detect_prints_candidates_best_first():
+    result = tracker("detect", "--json", "1Z999AA10123456784")
+    assert result.returncode == 0
+    assert result.stdout.strip() == (
+        '{"number": "1Z999AA10123456784", "candidates": '
+        '[{"carrier": "ups", "checksum_valid": true, "product": "UPS"}]}'
+    )
+    assert tracker("detect", "NOTHING-LIKE-IT").returncode == 5
+
+
+async def run_tracker(*args: str, cwd: Path) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tracker",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_track_looks_one_number_up_live(tmp_path):
+    from carriers.sandbox_base import Kind
+    from tests.harness import DHL_KEY, start_stack, timeline
+
+    stack = await start_stack()
+    try:
+        number = "JJD000000000000000077"
+        stack.dhl.register([timeline(number, [Kind.LABEL, Kind.INFO, Kind.DELIVERED])])
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            yaml.safe_dump({"carriers": {"dhl": {"api_key": DHL_KEY, "base_url": stack.dhl_url}}})
+        )
+        code, out, err = await run_tracker(
+            "track", number, "--json", "--config", str(config), cwd=tmp_path
+        )
+        assert code == 0, err
+        document = yaml.safe_load(out)  # JSON is YAML
+        assert document["carrier"] == "dhl"  # detected from the JJD prefix
+        assert document["status"] == "delivered"
+        assert document["error"] is None
+        assert [e["status"] for e in document["events"]] == ["label_purchased", None, "delivered"]
+        assert all(e["happened_at"].endswith("Z") for e in document["events"])
+
+        code, out, _ = await run_tracker(
+            "track",
+            "JJD000000000000000078",
+            "--carrier",
+            "dhl",
+            "--config",
+            str(config),
+            cwd=tmp_path,
+        )
+        assert code == 5
+        assert "not_found" in out
+
+        config.write_text(
+            yaml.safe_dump({"carriers": {"dhl": {"api_key": "wrong", "base_url": stack.dhl_url}}})
+        )
+        code, _, err = await run_tracker("track", number, "--config", str(config), cwd=tmp_path)
+        assert code == 6
+        assert "refused the credentials" in err
+
+        code, _, err = await run_tracker(
+            "track", "1Z999AA10123456784", "--config", str(config), cwd=tmp_path
+        )
+        assert code == 2
+        assert "looks like ups, which is not configured" in err
+    finally:
+        await stack.close()

@@ -128,3 +128,32 @@ async def test_resync_after_delivery_keeps_the_shipment_as_it_is(pool, stack, sy
     stack.store.create_event(order.fulfillments[0].id, "DELIVERED")  # order updated again
     await sync()
     assert [r[1:] for r in await shipments(pool)] == [("JJDDONE", "dhl", "pending", False, None)]
+
+
+async def test_carrier_is_detected_when_missing_or_contradicted(pool, stack, sync):
+    stack.store.add_order(fulfillments=[[(None, "1Z999AA10123456784", None)]])
+    stack.store.add_order(fulfillments=[[("DHL Express", "1Z999AA10123456784", None)]])
+    stack.store.add_order(fulfillments=[[("DHL Express", "JJD000000000000000001", None)]])
+    stack.store.add_order(fulfillments=[[("Other", "ZZ-NOTHING", None)]])
+    await sync()
+    rows = await pool.fetch(
+        "SELECT order_name, carrier, carrier_source, carrier_state FROM shipments ORDER BY 1"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("#1001", "ups", "detected", "no_adapter"),  # no company: the 1Z check digit holds
+        ("#1002", "ups", "detected", "no_adapter"),  # says DHL, but is a valid UPS number
+        ("#1003", "dhl", "shopify", "pending"),
+        ("#1004", None, "unknown", "no_adapter"),
+    ]
+
+
+async def test_merchant_changing_the_carrier_restarts_tracking_with_it(pool, stack, sync):
+    order = stack.store.add_order(fulfillments=[[("UPS", "JJD000000000000000009", None)]])
+    await sync()
+    await pool.execute("UPDATE shipments SET next_poll_at = now() + interval '1 day'")
+    stack.store.update_tracking(order.fulfillments[0].id, [("DHL", "JJD000000000000000009")])
+    await sync()
+    row = await pool.fetchrow(
+        "SELECT carrier, carrier_state, next_poll_at <= now() AS due FROM shipments"
+    )
+    assert tuple(row) == ("dhl", "pending", True)

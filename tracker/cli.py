@@ -1,7 +1,9 @@
 """``tracker``: the command line. Exit codes scripts can rely on:
 
 0 success; 1 unexpected failure; 2 bad usage or bad configuration; 3 database unreachable or
-migrations out of step; 4 a port or directory the command needs is not available.
+migrations out of step; 4 a port or directory the command needs is not available; 5 the carrier
+answered but does not know the number (``track``); 6 the carrier could not be asked or refused
+the credentials (``track``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_DATABASE = 3
 EXIT_RESOURCE = 4
+EXIT_NOT_TRACKED = 5
+EXIT_CARRIER_DOWN = 6
 
 log = logging.getLogger("tracker")
 
@@ -133,6 +137,20 @@ def _parser() -> argparse.ArgumentParser:
     migrate = command("migrate", _migrate, "Apply pending database migrations and exit.")
     with_config(migrate)
 
+    detect = command("detect", _detect, "Print the carriers a tracking number may belong to.")
+    detect.add_argument("number")
+    detect.add_argument("--json", action="store_true", help="one JSON object")
+
+    track = command(
+        "track",
+        _track,
+        "Look one number up live with the configured credentials and print the result.",
+    )
+    track.add_argument("number")
+    track.add_argument("--carrier", help="carrier code (default: detected from the number)")
+    track.add_argument("--json", action="store_true", help="one JSON object")
+    with_config(track)
+
     check = command(
         "check-config", _check_config, "Validate the configuration file without starting anything."
     )
@@ -237,3 +255,41 @@ def _check_config(args: argparse.Namespace) -> int:
     carriers = ", ".join(sorted(config.carriers)) or "none"
     print(f"{where}: OK: {len(config.shops)} shops, carriers: {carriers}, database: {database}")
     return EXIT_OK
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from carriers.detect import detect
+    from tracker.lookup import detect_report
+
+    candidates = detect(args.number)
+    print(detect_report(args.number, candidates, as_json=args.json))
+    return EXIT_OK if candidates else EXIT_NOT_TRACKED
+
+
+def _track(args: argparse.Namespace) -> int:
+    from carriers.base import CarrierAuthError, CarrierError, Outcome
+    from tracker.lookup import (
+        LookupRefused,
+        choose_carrier,
+        result_document,
+        track_one,
+        track_report,
+    )
+
+    config = load_config(args.config)
+    setup_logging(config, args.log_level or "WARNING")
+    try:
+        carrier = choose_carrier(args.number, args.carrier, config)
+    except LookupRefused as exc:
+        print(f"tracker track: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        result = asyncio.run(track_one(args.number, carrier, config))
+    except CarrierAuthError as exc:
+        print(f"{carrier} refused the credentials: {exc}", file=sys.stderr)
+        return EXIT_CARRIER_DOWN
+    except CarrierError as exc:
+        print(f"{carrier} could not be asked: {exc}", file=sys.stderr)
+        return EXIT_CARRIER_DOWN
+    print(track_report(result_document(carrier, result), as_json=args.json))
+    return EXIT_OK if result.outcome is Outcome.FOUND else EXIT_NOT_TRACKED

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from carriers.detect import resolve_carrier
 from carriers.registry import carrier_for_company
 from tracker.config import ShopConfig, SyncConfig
 from tracker.db import Connection
@@ -63,6 +64,7 @@ class TrackedParcel:
     company: str | None
     url: str | None
     carrier: str | None
+    carrier_source: str  # shopify, detected or unknown
     fulfilled_at: datetime | None
 
 
@@ -91,6 +93,7 @@ def parcels_of_order(order: dict[str, Any]) -> tuple[list[TrackedParcel], list[s
                 continue
             seen.add(number)
             company = info.get("company")
+            carrier, source = resolve_carrier(carrier_for_company(company), number)
             parcels.append(
                 TrackedParcel(
                     order_id=order["id"],
@@ -99,7 +102,8 @@ def parcels_of_order(order: dict[str, Any]) -> tuple[list[TrackedParcel], list[s
                     tracking_number=number,
                     company=company,
                     url=info.get("url"),
-                    carrier=carrier_for_company(company),
+                    carrier=carrier,
+                    carrier_source=source,
                     fulfilled_at=_parse_time(fulfillment.get("createdAt")),
                 )
             )
@@ -212,18 +216,28 @@ async def _store_page(
             INSERT INTO shipments AS s (shop_id, order_id, order_name, fulfillment_id,
                 tracking_number, tracking_company, tracking_url, carrier, carrier_source,
                 fulfilled_at, carrier_state)
-            SELECT $1, o, n, f, t, c, u, cr,
-                   CASE WHEN cr IS NULL THEN 'unknown' ELSE 'shopify' END, fa,
+            SELECT $1, o, n, f, t, c, u, cr, cs, fa,
                    CASE WHEN cr = ANY($10::text[]) THEN 'pending' ELSE 'no_adapter' END
             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                        $8::text[], $9::timestamptz[]) AS p(o, n, f, t, c, u, cr, fa)
+                        $8::text[], $9::timestamptz[], $11::text[])
+                 AS p(o, n, f, t, c, u, cr, fa, cs)
             ON CONFLICT (shop_id, fulfillment_id, tracking_number) DO UPDATE SET
                 order_name = EXCLUDED.order_name,
                 tracking_company = EXCLUDED.tracking_company,
                 tracking_url = EXCLUDED.tracking_url,
-                carrier = COALESCE(s.carrier, EXCLUDED.carrier),
-                carrier_state = CASE WHEN s.carrier_state IN ('pending', 'no_adapter')
-                                     THEN EXCLUDED.carrier_state ELSE s.carrier_state END,
+                -- The merchant picked another carrier: track with that one from now on.
+                carrier = COALESCE(EXCLUDED.carrier, s.carrier),
+                carrier_source = CASE WHEN EXCLUDED.carrier IS NULL THEN s.carrier_source
+                                      ELSE EXCLUDED.carrier_source END,
+                carrier_state = CASE
+                    WHEN EXCLUDED.carrier IS NOT NULL
+                         AND EXCLUDED.carrier IS DISTINCT FROM s.carrier
+                      OR s.carrier_state IN ('pending', 'no_adapter')
+                    THEN EXCLUDED.carrier_state ELSE s.carrier_state END,
+                next_poll_at = CASE
+                    WHEN EXCLUDED.carrier IS NOT NULL
+                         AND EXCLUDED.carrier IS DISTINCT FROM s.carrier
+                    THEN now() ELSE s.next_poll_at END,
                 active = s.active
                     OR s.retired_reason IS NOT DISTINCT FROM 'tracking number removed',
                 retired_reason = CASE WHEN s.retired_reason = 'tracking number removed'
@@ -240,6 +254,7 @@ async def _store_page(
             [p.carrier for p in parcels],
             [p.fulfilled_at for p in parcels],
             enabled,
+            [p.carrier_source for p in parcels],
         )
     retired = 0
     if stopped:
