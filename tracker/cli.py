@@ -131,7 +131,6 @@ def _parser() -> argparse.ArgumentParser:
         help="parcel hours that pass per real second (default 1)",
     )
     sandbox.add_argument("--shopify-port", type=int, default=0, help="default: any free port")
-    sandbox.add_argument("--dhl-port", type=int, default=0, help="default: any free port")
     sandbox.add_argument("--seed", type=int, default=7, help="seed of the demo world")
 
     migrate = command("migrate", _migrate, "Apply pending database migrations and exit.")
@@ -216,7 +215,6 @@ def _sandbox(args: argparse.Namespace) -> int:
             speed=args.speed,
             seed=args.seed,
             shopify_port=args.shopify_port,
-            dhl_port=args.dhl_port,
             write_config=args.write_config,
         )
         return EXIT_OK

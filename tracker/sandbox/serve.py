@@ -1,24 +1,26 @@
-"""``tracker sandbox``: the Shopify store and the carrier sandboxes as real local servers."""
+"""``tracker sandbox``: the Shopify store and every carrier's sandbox as real local servers."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import random
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 
 import yaml
 from aiohttp import web
 
-from carriers.dhl.sandbox import build_app as build_dhl_app
+from carriers.registry import BUILTIN
 from carriers.sandbox_base import CarrierWorld
 from tracker.config import DEFAULT_API_VERSION
 from tracker.sandbox.shopify_app import build_app as build_shopify_app
 from tracker.sandbox.shopify_store import ShopifyStore
-from tracker.sandbox.world import add_live_order, populate
+from tracker.sandbox.world import NumberBook, add_live_order, populate
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +30,28 @@ NEW_ORDER_EVERY_SECONDS = 20.0
 
 
 @dataclass
+class CarrierSandbox:
+    code: str
+    module: ModuleType
+    world: CarrierWorld
+    url: str = ""
+
+
+@dataclass
 class Sandboxes:
     store: ShopifyStore
-    dhl: CarrierWorld
     shopify_url: str
-    dhl_url: str
-    dhl_key: str
-    runners: list[web.AppRunner]
+    carriers: dict[str, CarrierSandbox]
+    numbers: NumberBook
+    runners: list[web.AppRunner] = field(default_factory=list)
 
     @property
     def graphql_url(self) -> str:
         return f"{self.shopify_url}/admin/api/{DEFAULT_API_VERSION}/graphql.json"
+
+    @property
+    def worlds(self) -> dict[str, CarrierWorld]:
+        return {code: box.world for code, box in self.carriers.items()}
 
     async def close(self) -> None:
         for runner in self.runners:
@@ -46,6 +59,7 @@ class Sandboxes:
 
 
 async def serve(app: web.Application, port: int) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on 127.0.0.1 (``port`` 0: any free one); return the runner and base URL."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, HOST, port)
@@ -54,19 +68,40 @@ async def serve(app: web.Application, port: int) -> tuple[web.AppRunner, str]:
     return runner, f"http://{HOST}:{actual}"
 
 
+def carrier_sandboxes() -> dict[str, CarrierSandbox]:
+    """Every built-in carrier, with a fresh world for its sandbox."""
+    boxes = {}
+    for code in sorted(BUILTIN):
+        module = importlib.import_module(f"carriers.{code}.sandbox")
+        boxes[code] = CarrierSandbox(code, module, CarrierWorld(rate_limit_per_second=100.0))
+    return boxes
+
+
 async def start_sandboxes(
-    *, orders: int, speed: float, seed: int, shopify_port: int = 0, dhl_port: int = 0
+    *, orders: int, speed: float, seed: int, shopify_port: int = 0
 ) -> Sandboxes:
     # A Shopify Plus-sized cost bucket, so the demo's backlog drains in seconds, not minutes.
     store = ShopifyStore(
         SHOP_DOMAIN, f"shpat_sandbox_{secrets.token_hex(8)}", bucket_size=2000, restore_rate=1000
     )
-    dhl = CarrierWorld(rate_limit_per_second=100.0)
-    populate(store, dhl, orders=orders, speed=speed, seed=seed, now=datetime.now(UTC))
-    dhl_key = f"dhl-sandbox-{secrets.token_hex(6)}"
-    shopify_runner, shopify_url = await serve(build_shopify_app(store), shopify_port)
-    dhl_runner, dhl_url = await serve(build_dhl_app(dhl, api_key=dhl_key), dhl_port)
-    return Sandboxes(store, dhl, shopify_url, dhl_url, dhl_key, [shopify_runner, dhl_runner])
+    boxes = carrier_sandboxes()
+    numbers = NumberBook({code: box.module.sample_number for code, box in boxes.items()})
+    sandboxes = Sandboxes(store, "", boxes, numbers)
+    populate(
+        store,
+        sandboxes.worlds,
+        numbers,
+        orders=orders,
+        speed=speed,
+        seed=seed,
+        now=datetime.now(UTC),
+    )
+    runner, sandboxes.shopify_url = await serve(build_shopify_app(store), shopify_port)
+    sandboxes.runners.append(runner)
+    for box in boxes.values():
+        runner, box.url = await serve(box.module.sandbox_app(box.world), 0)
+        sandboxes.runners.append(runner)
+    return sandboxes
 
 
 def daemon_config(sandboxes: Sandboxes, *, speed: float) -> dict[str, object]:
@@ -85,13 +120,14 @@ def daemon_config(sandboxes: Sandboxes, *, speed: float) -> dict[str, object]:
             }
         ],
         "carriers": {
-            "dhl": {
-                "api_key": sandboxes.dhl_key,
-                "base_url": sandboxes.dhl_url,
+            code: {
+                **box.module.SANDBOX_SETTINGS,
+                "base_url": box.url,
                 "requests_per_second": 60,
                 "timeout_seconds": 10,
                 "max_attempts": 2,
             }
+            for code, box in sandboxes.carriers.items()
         },
         "sync": {"interval": "5s", "lookback": "30d"},
         "polling": {
@@ -125,7 +161,9 @@ async def keep_selling(
         try:
             await asyncio.wait_for(stop.wait(), NEW_ORDER_EVERY_SECONDS)
         except TimeoutError:
-            add_live_order(sandboxes.store, sandboxes.dhl, rng, datetime.now(UTC), speed)
+            add_live_order(
+                sandboxes.store, sandboxes.worlds, sandboxes.numbers, rng, datetime.now(UTC), speed
+            )
 
 
 async def run_sandboxes(
@@ -135,20 +173,18 @@ async def run_sandboxes(
     speed: float,
     seed: int,
     shopify_port: int,
-    dhl_port: int,
     write_config: Path | None,
 ) -> None:
     sandboxes = await start_sandboxes(
-        orders=orders, speed=speed, seed=seed, shopify_port=shopify_port, dhl_port=dhl_port
+        orders=orders, speed=speed, seed=seed, shopify_port=shopify_port
     )
     try:
         print(
             f"Shopify sandbox: {sandboxes.graphql_url} token={sandboxes.store.access_token}",
             flush=True,
         )
-        print(
-            f"DHL sandbox: {sandboxes.dhl_url}/track/shipments key={sandboxes.dhl_key}", flush=True
-        )
+        for code, box in sandboxes.carriers.items():
+            print(f"Carrier sandbox {code}: {box.url}", flush=True)
         if write_config is not None:
             write_daemon_config(write_config, sandboxes, speed=speed)
             print(f"Config written: {write_config}", flush=True)

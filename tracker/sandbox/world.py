@@ -1,48 +1,85 @@
-"""The demo world: a store of fulfilled orders whose DHL parcels move over (compressed) time.
+"""The demo world: a store of fulfilled orders whose parcels move over (compressed) time.
 
-Deterministic for a seed. Every parcel follows one of a few realistic profiles: straight
-delivery, a failed attempt then delivery, collection from a pickup point, a customs stop, a
-delay, an exception and return, a label that never moves, and numbers DHL never heard of.
+Deterministic for a seed. Parcels go with every carrier that has a sandbox, each following one
+of a few realistic profiles: straight delivery, a failed attempt then delivery, collection from
+a pickup point, a customs stop, a delay, an exception and return, a label that never moves, and
+numbers the carrier never heard of.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from carriers.sandbox_base import CarrierWorld, Kind, Scan, Timeline
 from tracker.sandbox.shopify_store import ShopifyStore
 
-DHL_COMPANIES = ("DHL Express", "DHL Parcel", "DHL eCommerce")
+Place = tuple[str, str, str]  # city, postal code, ISO country
 
-# (city, postal code, ISO country)
-HUBS_DE = [
-    ("Leipzig", "04109", "DE"),
-    ("Hamburg", "20095", "DE"),
-    ("Koeln", "50667", "DE"),
-    ("Frankfurt am Main", "60311", "DE"),
-    ("Hannover", "30159", "DE"),
-]
-HUBS_EU = [
-    ("Amsterdam", "1012", "NL"),
-    ("Brussels", "1000", "BE"),
-    ("Paris", "75001", "FR"),
-    ("Copenhagen", "1050", "DK"),
-    ("Stockholm", "11120", "SE"),
-    ("Wien", "1010", "AT"),
-]
-HUBS_US = [("Cincinnati", "41048", "US"), ("New York", "10001", "US"), ("Chicago", "60601", "US")]
-DESTINATIONS = [
-    ("Berlin", "10115", "DE"),
-    ("Muenchen", "80331", "DE"),
-    ("Rotterdam", "3011", "NL"),
-    ("Lyon", "69001", "FR"),
-    ("Malmoe", "21122", "SE"),
-    ("Boston", "02108", "US"),
-    ("London", "EC1A 1BB", "GB"),
-    ("Dublin", "D02 X285", "IE"),
-]
+REGIONS: dict[str, tuple[list[Place], list[Place]]] = {
+    # carrier: (hubs, destinations)
+    "eu": (
+        [
+            ("Leipzig", "04109", "DE"),
+            ("Hamburg", "20095", "DE"),
+            ("Koeln", "50667", "DE"),
+            ("Amsterdam", "1012", "NL"),
+            ("Brussels", "1000", "BE"),
+            ("Paris", "75001", "FR"),
+        ],
+        [
+            ("Berlin", "10115", "DE"),
+            ("Muenchen", "80331", "DE"),
+            ("Rotterdam", "3011", "NL"),
+            ("Lyon", "69001", "FR"),
+            ("London", "EC1A 1BB", "GB"),
+            ("Dublin", "D02 X285", "IE"),
+        ],
+    ),
+    "us": (
+        [
+            ("Louisville", "40209", "US"),
+            ("Memphis", "38118", "US"),
+            ("Chicago", "60601", "US"),
+            ("Dallas", "75201", "US"),
+            ("Jersey City", "07302", "US"),
+        ],
+        [
+            ("Boston", "02108", "US"),
+            ("Denver", "80202", "US"),
+            ("Seattle", "98101", "US"),
+            ("Miami", "33101", "US"),
+            ("Austin", "78701", "US"),
+        ],
+    ),
+    "nordic": (
+        [
+            ("Stockholm", "11120", "SE"),
+            ("Goeteborg", "41101", "SE"),
+            ("Copenhagen", "1050", "DK"),
+            ("Oslo", "0150", "NO"),
+        ],
+        [
+            ("Malmoe", "21122", "SE"),
+            ("Uppsala", "75310", "SE"),
+            ("Aarhus", "8000", "DK"),
+            ("Helsinki", "00100", "FI"),
+        ],
+    ),
+}
+
+# carrier code: (weight, region, company names merchants type)
+CARRIER_MIX: dict[str, tuple[int, str, tuple[str, ...]]] = {
+    "dhl": (30, "eu", ("DHL Express", "DHL Parcel", "DHL eCommerce")),
+    "ups": (18, "us", ("UPS",)),
+    "fedex": (15, "us", ("FedEx",)),
+    "usps": (15, "us", ("USPS",)),
+    "postnord": (12, "nordic", ("PostNord", "PostNord Sverige")),
+    "aftership": (10, "eu", ("Royal Mail", "GLS", "DPD", "Colissimo")),
+}
 
 PROFILES: list[tuple[str, int]] = [
     ("delivered", 46),
@@ -59,21 +96,29 @@ PROFILES: list[tuple[str, int]] = [
 
 @dataclass(frozen=True, slots=True)
 class DemoParcel:
+    carrier: str
     number: str
     company: str
     profile: str
-    timeline: Timeline | None  # None: DHL has never heard of it
+    timeline: Timeline | None  # None: the carrier has never heard of it
 
 
-def _number(rng: random.Random) -> str:
-    if rng.random() < 0.5:
-        return str(rng.randrange(10**9, 10**10))  # DHL Express waybill, 10 digits
-    return "JJD" + "".join(rng.choice("0123456789") for _ in range(18))  # DHL Parcel
+@dataclass
+class NumberBook:
+    """Fresh, well-formed numbers per carrier, from each sandbox's ``sample_number``."""
+
+    samplers: Mapping[str, Callable[[int], str]]
+    _counters: dict[str, itertools.count[int]] = field(default_factory=dict)
+
+    def next(self, carrier: str) -> str:
+        counter = self._counters.setdefault(carrier, itertools.count(1))
+        return self.samplers[carrier](next(counter))
 
 
-def _scans(rng: random.Random, profile: str) -> tuple[list[Scan], float | None]:
-    origin = rng.choice(HUBS_DE + HUBS_EU[:2])
-    dest = rng.choice(DESTINATIONS)
+def _scans(rng: random.Random, profile: str, region: str) -> tuple[list[Scan], float | None]:
+    hubs, destinations = REGIONS[region]
+    origin = rng.choice(hubs)
+    dest = rng.choice(destinations)
     t = 0.0
     scans = [
         Scan(
@@ -83,7 +128,7 @@ def _scans(rng: random.Random, profile: str) -> tuple[list[Scan], float | None]:
     if profile == "stuck_label":
         return scans, None
 
-    def add(kind: Kind, hours: float, place: tuple[str, str, str], message: str = "") -> None:
+    def add(kind: Kind, hours: float, place: Place, message: str = "") -> None:
         nonlocal t
         t += hours
         scans.append(
@@ -98,19 +143,19 @@ def _scans(rng: random.Random, profile: str) -> tuple[list[Scan], float | None]:
         )
 
     add(Kind.PICKUP, rng.uniform(2, 8), origin)
-    hubs = rng.sample(HUBS_DE + HUBS_EU + (HUBS_US if dest[2] == "US" else []), rng.randint(2, 3))
-    for hub in hubs:
+    route = rng.sample(hubs, min(len(hubs), rng.randint(2, 3)))
+    for hub in route:
         add(Kind.TRANSIT, rng.uniform(6, 16), hub)
     if profile == "customs":
-        add(Kind.CUSTOMS, rng.uniform(4, 10), hubs[-1])
-        add(Kind.TRANSIT, rng.uniform(8, 20), hubs[-1])
+        add(Kind.CUSTOMS, rng.uniform(4, 10), route[-1])
+        add(Kind.TRANSIT, rng.uniform(8, 20), route[-1])
     if profile == "delayed":
-        add(Kind.DELAY, rng.uniform(3, 8), hubs[-1], "Weather conditions")
+        add(Kind.DELAY, rng.uniform(3, 8), route[-1], "Weather conditions")
         add(Kind.TRANSIT, rng.uniform(12, 24), dest)
     if profile == "in_transit_long":
         add(Kind.TRANSIT, rng.uniform(60, 120), dest)
     if profile == "returned":
-        add(Kind.EXCEPTION, rng.uniform(6, 12), hubs[-1], "Address incomplete")
+        add(Kind.EXCEPTION, rng.uniform(6, 12), route[-1], "Address incomplete")
         add(Kind.RETURNED, rng.uniform(12, 24), origin)
         return scans, None
     eta = t + rng.uniform(10, 30)
@@ -127,68 +172,79 @@ def _scans(rng: random.Random, profile: str) -> tuple[list[Scan], float | None]:
     return scans, eta
 
 
-def make_parcel(rng: random.Random, now: datetime, speed: float) -> DemoParcel:
+def make_parcel(
+    rng: random.Random,
+    numbers: NumberBook,
+    now: datetime,
+    speed: float,
+    *,
+    head_start: tuple[float, float] = (-6, 60),
+) -> DemoParcel:
+    carriers = [c for c in CARRIER_MIX if c in numbers.samplers]
+    carrier = rng.choices(carriers, weights=[CARRIER_MIX[c][0] for c in carriers])[0]
+    _, region, companies = CARRIER_MIX[carrier]
     profile = rng.choices([p for p, _ in PROFILES], weights=[w for _, w in PROFILES])[0]
-    number = _number(rng)
-    company = rng.choice(DHL_COMPANIES)
+    number = numbers.next(carrier)
+    company = rng.choice(companies)
     if profile == "unknown_number":
-        return DemoParcel(number, company, profile, None)
-    scans, eta = _scans(rng, profile)
+        return DemoParcel(carrier, number, company, profile, None)
+    scans, eta = _scans(rng, profile, region)
     # Parcels are caught at every stage: some shipped days ago, some not yet scanned.
-    head_start_hours = rng.uniform(-6, 60)
-    start = now - timedelta(seconds=head_start_hours / speed)
+    start = now - timedelta(seconds=rng.uniform(*head_start) / speed)
     timeline = Timeline(
         tracking_number=number, start=start, scans=scans, eta_hours=eta, hours_per_second=speed
     )
-    return DemoParcel(number, company, profile, timeline)
+    return DemoParcel(carrier, number, company, profile, timeline)
+
+
+def _register(worlds: Mapping[str, CarrierWorld], parcels: list[DemoParcel]) -> None:
+    for parcel in parcels:
+        if parcel.timeline is not None:
+            worlds[parcel.carrier].register([parcel.timeline])
 
 
 def populate(
     store: ShopifyStore,
-    dhl: CarrierWorld,
+    worlds: Mapping[str, CarrierWorld],
+    numbers: NumberBook,
     *,
     orders: int,
     speed: float,
     seed: int,
     now: datetime,
 ) -> list[DemoParcel]:
-    """Fill ``store`` with ``orders`` orders and register their parcels with ``dhl``."""
+    """Fill ``store`` with ``orders`` orders and register their parcels with the carriers."""
     rng = random.Random(seed)
     parcels: list[DemoParcel] = []
     for i in range(orders):
+        email = f"customer{i}@example.com"
         roll = rng.random()
-        if roll < 0.04:  # carrier we cannot track: shown as such, never polled
+        if roll < 0.03:  # a courier nobody can track: shown as such, never polled
             store.add_order(
-                email=f"customer{i}@example.com",
-                fulfillments=[[("Bob's Courier", f"BOB{rng.randrange(10**7)}", None)]],
+                email=email, fulfillments=[[("Bob's Courier", f"BOB{rng.randrange(10**7)}", None)]]
             )
             continue
-        if roll < 0.07:  # fulfilled without a tracking number
-            store.add_order(email=f"customer{i}@example.com", fulfillments=[[]])
+        if roll < 0.06:  # fulfilled without a tracking number
+            store.add_order(email=email, fulfillments=[[]])
             continue
         count = 2 if roll > 0.92 else 1  # a few orders ship as two parcels
-        shipped = [make_parcel(rng, now, speed) for _ in range(count)]
+        shipped = [make_parcel(rng, numbers, now, speed) for _ in range(count)]
         parcels.extend(shipped)
-        store.add_order(
-            email=f"customer{i}@example.com",
-            fulfillments=[[(p.company, p.number, None)] for p in shipped],
-        )
-    dhl.register(p.timeline for p in parcels if p.timeline is not None)
+        store.add_order(email=email, fulfillments=[[(p.company, p.number, None)] for p in shipped])
+    _register(worlds, parcels)
     return parcels
 
 
 def add_live_order(
-    store: ShopifyStore, dhl: CarrierWorld, rng: random.Random, now: datetime, speed: float
+    store: ShopifyStore,
+    worlds: Mapping[str, CarrierWorld],
+    numbers: NumberBook,
+    rng: random.Random,
+    now: datetime,
+    speed: float,
 ) -> DemoParcel:
     """A new order fulfilled right now, for a store that keeps selling during the demo."""
-    parcel = make_parcel(rng, now, speed)
-    if parcel.timeline is not None:
-        parcel = DemoParcel(
-            parcel.number,
-            parcel.company,
-            parcel.profile,
-            parcel.timeline.model_copy(update={"start": now}),
-        )
-        dhl.register([parcel.timeline])  # type: ignore[list-item]
+    parcel = make_parcel(rng, numbers, now, speed, head_start=(0, 0))
+    _register(worlds, [parcel])
     store.add_order(fulfillments=[[(parcel.company, parcel.number, None)]])
     return parcel
