@@ -157,3 +157,17 @@ async def test_merchant_changing_the_carrier_restarts_tracking_with_it(pool, sta
         "SELECT carrier, carrier_state, next_poll_at <= now() AS due FROM shipments"
     )
     assert tuple(row) == ("dhl", "pending", True)
+
+
+async def test_untracked_parcels_say_why(pool, stack, sync):
+    stack.store.add_order(fulfillments=[[("UPS", "1Z999AA10123456784", None)]])
+    stack.store.add_order(fulfillments=[[("Bob's Courier", "BOB1", None)]])
+    await sync()
+    rows = await pool.fetch("SELECT carrier_state, carrier_message FROM shipments ORDER BY id")
+    assert [tuple(r) for r in rows] == [
+        ("no_adapter", "ups is not enabled: add carriers.ups to the configuration"),
+        (
+            "no_adapter",
+            "carrier not recognised (Bob's Courier) and the number matches no known format",
+        ),
+    ]

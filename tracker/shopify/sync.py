@@ -110,6 +110,14 @@ def parcels_of_order(order: dict[str, Any]) -> tuple[list[TrackedParcel], list[s
     return parcels, stopped
 
 
+def untracked_reason(parcel: TrackedParcel) -> str:
+    """What the status table says when no enabled carrier can poll this parcel."""
+    if parcel.carrier is None:
+        company = parcel.company or "no carrier given"
+        return f"carrier not recognised ({company}) and the number matches no known format"
+    return f"{parcel.carrier} is not enabled: add carriers.{parcel.carrier} to the configuration"
+
+
 def normalize_tracking_number(raw: object) -> str:
     """Strip the spaces and dashes merchants type; carriers ignore them."""
     if not isinstance(raw, str):
@@ -215,12 +223,13 @@ async def _store_page(
             """
             INSERT INTO shipments AS s (shop_id, order_id, order_name, fulfillment_id,
                 tracking_number, tracking_company, tracking_url, carrier, carrier_source,
-                fulfilled_at, carrier_state)
+                fulfilled_at, carrier_state, carrier_message)
             SELECT $1, o, n, f, t, c, u, cr, cs, fa,
-                   CASE WHEN cr = ANY($10::text[]) THEN 'pending' ELSE 'no_adapter' END
+                   CASE WHEN cr = ANY($10::text[]) THEN 'pending' ELSE 'no_adapter' END,
+                   CASE WHEN cr = ANY($10::text[]) THEN '' ELSE m END
             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                        $8::text[], $9::timestamptz[], $11::text[])
-                 AS p(o, n, f, t, c, u, cr, fa, cs)
+                        $8::text[], $9::timestamptz[], $11::text[], $12::text[])
+                 AS p(o, n, f, t, c, u, cr, fa, cs, m)
             ON CONFLICT (shop_id, fulfillment_id, tracking_number) DO UPDATE SET
                 order_name = EXCLUDED.order_name,
                 tracking_company = EXCLUDED.tracking_company,
@@ -234,6 +243,11 @@ async def _store_page(
                          AND EXCLUDED.carrier IS DISTINCT FROM s.carrier
                       OR s.carrier_state IN ('pending', 'no_adapter')
                     THEN EXCLUDED.carrier_state ELSE s.carrier_state END,
+                carrier_message = CASE
+                    WHEN EXCLUDED.carrier IS NOT NULL
+                         AND EXCLUDED.carrier IS DISTINCT FROM s.carrier
+                      OR s.carrier_state IN ('pending', 'no_adapter')
+                    THEN EXCLUDED.carrier_message ELSE s.carrier_message END,
                 next_poll_at = CASE
                     WHEN EXCLUDED.carrier IS NOT NULL
                          AND EXCLUDED.carrier IS DISTINCT FROM s.carrier
@@ -255,6 +269,7 @@ async def _store_page(
             [p.fulfilled_at for p in parcels],
             enabled,
             [p.carrier_source for p in parcels],
+            [untracked_reason(p) for p in parcels],
         )
     retired = 0
     if stopped:

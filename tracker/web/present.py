@@ -55,7 +55,7 @@ CARRIER_STATE_WORDS: dict[str, str] = {
     "invalid_number": "Invalid tracking number",
     "carrier_error": "Carrier error",
     "unavailable": "Carrier unavailable",
-    "no_adapter": "No adapter for this carrier",
+    "no_adapter": "Not tracked",
 }
 
 WRITEBACK_WORDS: dict[str, str] = {
