@@ -36,6 +36,17 @@ _COMPANY_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"fed\s*ex", re.IGNORECASE), "fedex"),
     (re.compile(r"\busps\b|united states postal", re.IGNORECASE), "usps"),
     (re.compile(r"post\s*nord", re.IGNORECASE), "postnord"),
+    # The long tail goes to AfterShip, which tracks these couriers (and about a thousand more).
+    (
+        re.compile(
+            r"royal mail|\bgls\b|\bdpd\b|colissimo|la poste|chronopost|hermes|\bevri\b|"
+            r"canada post|australia post|\bbring\b|\bposti\b|ontrac|lasership|purolator|"
+            r"japan post|yamato|correos|poste italiane|parcelforce|\btnt\b|aramex|sf express|"
+            r"\bbpost\b|postnl|swiss post|austrian post|canpar|\bosm\b|amazon logistics",
+            re.IGNORECASE,
+        ),
+        "aftership",
+    ),
 ]
 
 
