@@ -55,10 +55,24 @@ def test_wrong_type_is_named_with_its_path(tmp_path):
 
 
 def test_missing_required_value_is_named(tmp_path):
-    path = write(tmp_path, "shops:\n  - domain: acme.myshopify.com\n")
+    path = write(tmp_path, "shops:\n  - access_token: shpat_x\n")
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={})
-    assert f"{path}: shops.0.access_token: required but missing" in str(caught.value)
+    assert f"{path}: shops.0.domain: required but missing" in str(caught.value)
+
+
+def test_a_shop_needs_a_token_or_grant_credentials(tmp_path):
+    path = write(tmp_path, "shops:\n  - domain: acme.myshopify.com\n    client_id: abc\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert f"{path}: shops.0: needs access_token, or client_id and client_secret" in str(
+        caught.value
+    )
+    path = write(
+        tmp_path,
+        "shops:\n  - domain: acme.myshopify.com\n    client_id: abc\n    client_secret: s\n",
+    )
+    assert load_config(path, env={}).shops[0].access_token is None
 
 
 def test_bad_duration_and_bad_domain_are_explained(tmp_path):

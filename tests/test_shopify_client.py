@@ -114,3 +114,35 @@ def test_bucket_counts_requests_in_flight():
     assert bucket.level(0.0) == pytest.approx(-10)
     assert bucket.level(2.0) == pytest.approx(10)
     assert bucket.level(100.0) == 100
+
+
+async def test_client_credentials_grant_is_used_and_renewed(stack, http):
+    from tracker.config import ShopConfig
+
+    shop = ShopConfig(
+        domain=stack.store.domain,
+        api_url=stack.shopify_url,
+        client_id=stack.store.client_id,
+        client_secret=stack.store.client_secret,
+    )
+    client = ShopifyClient(shop, http)
+    assert (await client.query("ShopInfo"))["shop"]["myshopifyDomain"] == stack.store.domain
+    await client.query("ShopInfo")
+    assert client._grant is not None
+    assert client._grant.fetches == 1  # one token, reused
+    stack.store.revoke_granted_tokens()
+    assert (await client.query("ShopInfo"))["shop"]
+    assert client._grant.fetches == 2  # refused once, granted again
+
+
+async def test_refused_grant_is_an_auth_error(stack, http):
+    from tracker.config import ShopConfig
+
+    shop = ShopConfig(
+        domain=stack.store.domain,
+        api_url=stack.shopify_url,
+        client_id=stack.store.client_id,
+        client_secret="wrong",
+    )
+    with pytest.raises(ShopifyAuthError, match="grant was refused"):
+        await ShopifyClient(shop, http).query("ShopInfo")

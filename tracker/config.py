@@ -94,12 +94,43 @@ _API_VERSION = re.compile(r"^(20\d\d-(01|04|07|10)|unstable)$")
 
 class ShopConfig(_Section):
     domain: str = Field(description="The store's myshopify.com domain, e.g. acme.myshopify.com.")
-    access_token: SecretStr = Field(description="Admin API access token (shpat_...).")
+    access_token: SecretStr | None = Field(
+        None,
+        description="Admin API access token (shpat_...) of a custom app. Empty: the "
+        "client-credentials grant with client_id and client_secret.",
+    )
+    client_id: str | None = Field(
+        None, description="App client id, for the client-credentials token grant."
+    )
+    client_secret: SecretStr | None = Field(
+        None,
+        description="App client secret: verifies webhook signatures (HMAC) and, with "
+        "client_id, obtains access tokens.",
+    )
+    previous_client_secret: SecretStr | None = Field(
+        None, description="The secret before a rotation; webhooks signed with it still pass."
+    )
     api_version: str = Field(DEFAULT_API_VERSION, description="Admin API version, YYYY-MM.")
     api_url: str | None = Field(
         None,
         description="Admin API root; empty: https://<domain>. Set to a sandbox URL for testing.",
     )
+    writeback: dict[str, Literal["auto", "always", "never"]] = Field(
+        default_factory=dict,
+        description="Per carrier code (or 'default'): auto writes events only while the "
+        "fulfillment has no events from Shopify's own tracking or other apps; always; never.",
+    )
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ShopConfig:
+        if self.access_token is None and not (self.client_id and self.client_secret):
+            raise ValueError(
+                "needs access_token, or client_id and client_secret for the token grant"
+            )
+        return self
+
+    def writeback_policy(self, carrier: str | None) -> str:
+        return self.writeback.get(carrier or "", self.writeback.get("default", "auto"))
 
     @field_validator("domain")
     @classmethod
@@ -128,6 +159,11 @@ class ShopConfig(_Section):
 class WebConfig(_Section):
     host: str = Field("127.0.0.1", description="Address the status table listens on.")
     port: int = Field(8080, ge=0, le=65535, description="Port of the status table (0: any).")
+    public_url: str | None = Field(
+        None,
+        description="The URL Shopify reaches this daemon at (https://tracker.example.com); "
+        "webhooks are registered for <public_url>/webhooks/shopify. Empty: no webhooks.",
+    )
 
 
 class SyncConfig(_Section):

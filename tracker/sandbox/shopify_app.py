@@ -10,7 +10,6 @@ against the schema of that API version, refunds requested minus actual cost and 
 
 from __future__ import annotations
 
-import hmac
 import inspect
 import json
 import logging
@@ -109,7 +108,7 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
     if not API_VERSION.match(version):
         return web.json_response({"errors": "Not Found"}, status=404)
     token = request.headers.get("X-Shopify-Access-Token", "")
-    if not hmac.compare_digest(token.encode(), store.access_token.encode()):
+    if not store.token_valid(token):
         store.stats.unauthorized += 1
         return web.json_response({"errors": INVALID_TOKEN}, status=401)
     store.stats.requests += 1
@@ -119,6 +118,33 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
         log.info("sandbox %s: injected 503", store.domain)
         return web.json_response({"errors": "Service Unavailable"}, status=503)
     return await _run(store, version, query, variables, operation_name)
+
+
+async def token_grant(request: web.Request) -> web.Response:
+    """``POST /admin/oauth/access_token``: the client-credentials grant, form-encoded."""
+    store = request.app[SHOPIFY_STORE]
+    form = await request.post()
+    if form.get("grant_type") != "client_credentials":
+        return web.json_response(
+            {
+                "error": "unsupported_grant_type",
+                "error_description": "grant_type must be client_credentials",
+            },
+            status=400,
+        )
+    token = store.grant_token(str(form.get("client_id", "")), str(form.get("client_secret", "")))
+    if token is None:
+        return web.json_response(
+            {"error": "invalid_client", "error_description": "Client authentication failed"},
+            status=401,
+        )
+    return web.json_response(
+        {
+            "access_token": token,
+            "scope": "read_orders,read_all_orders,read_fulfillments,write_fulfillments",
+            "expires_in": int(store.granted_token_lifetime),
+        }
+    )
 
 
 async def _run(
@@ -230,6 +256,7 @@ def build_app(store: ShopifyStore) -> web.Application:
 
     app.on_shutdown.append(release_held)
     app.router.add_post("/admin/api/{version}/graphql.json", graphql_endpoint)
+    app.router.add_post("/admin/oauth/access_token", token_grant)
     SandboxControl(store).add_routes(app.router)
     return app
 

@@ -11,7 +11,9 @@ Faults for tests (lost answers, 503s, throttling) are counters on the store: see
 
 from __future__ import annotations
 
+import hmac
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -84,6 +86,11 @@ class ShopifyStore(FaultCounters):
     ) -> None:
         self.domain = domain
         self.access_token = access_token
+        # The app's credentials: the client-credentials grant and webhook signatures.
+        self.client_id = f"sandbox-client-{domain.split('.', 1)[0]}"
+        self.client_secret = f"sandbox-secret-{secrets.token_hex(8)}"
+        self.granted_token_lifetime = 86399.0
+        self._granted: dict[str, float] = {}
         self.shop_name = shop_name or domain.split(".", 1)[0].replace("-", " ").title()
         self.now = now
         self.bucket = LeakyBucket(bucket_size, restore_rate, clock=monotonic)
@@ -96,6 +103,29 @@ class ShopifyStore(FaultCounters):
         self._next_fulfillment_id = 7_000_001
         self._next_event_id = 9_000_001
         self._next_number = 1001
+
+    # -- tokens --------------------------------------------------------------------------------
+
+    def grant_token(self, client_id: str, client_secret: str) -> str | None:
+        """A new access token for the app's credentials (the client-credentials grant)."""
+        if not (
+            hmac.compare_digest(client_id.encode(), self.client_id.encode())
+            and hmac.compare_digest(client_secret.encode(), self.client_secret.encode())
+        ):
+            return None
+        token = f"shpat_granted_{secrets.token_hex(12)}"
+        self._granted[token] = time.monotonic() + self.granted_token_lifetime
+        return token
+
+    def token_valid(self, token: str) -> bool:
+        """The static token, or a granted one that has not expired or been revoked."""
+        if hmac.compare_digest(token.encode(), self.access_token.encode()):
+            return True
+        expires = self._granted.get(token)
+        return expires is not None and time.monotonic() < expires
+
+    def revoke_granted_tokens(self) -> None:
+        self._granted.clear()
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from carriers.base import parse_retry_after
+from carriers.oauth import TokenCache
 from tracker.config import ShopConfig
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,10 @@ class CostBucket:
         self.calibrated = True
 
 
+class _TokenRefused(Exception):
+    """Internal: a granted token got 401; fetch another once."""
+
+
 class _Retry(Exception):
     def __init__(self, message: str, wait: float | None) -> None:
         super().__init__(message)
@@ -141,6 +146,45 @@ class ShopifyClient:
         self._lock = asyncio.Lock()
         self._calibrating = asyncio.Lock()
         self.throttled_answers = 0
+        self._grant: TokenCache | None = None
+        if shop.access_token is None:
+            self._grant = TokenCache(self._fetch_granted_token)
+
+    async def _access_token(self) -> str:
+        if self.shop.access_token is not None:
+            return self.shop.access_token.get_secret_value()
+        assert self._grant is not None
+        return await self._grant.get()
+
+    async def _fetch_granted_token(self) -> tuple[str, float]:
+        """The client-credentials grant: ``POST /admin/oauth/access_token``."""
+        assert self.shop.client_id is not None
+        assert self.shop.client_secret is not None
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self.shop.client_id,
+            "client_secret": self.shop.client_secret.get_secret_value(),
+        }
+        url = f"{self.shop.admin_url}/admin/oauth/access_token"
+        try:
+            async with self._session.post(
+                url, data=form, timeout=aiohttp.ClientTimeout(total=self._timeout)
+            ) as response:
+                status, text = response.status, await response.text(errors="replace")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ShopifyUnavailable(f"{self.domain}: token grant failed: {exc}") from None
+        if status in (400, 401, 403):
+            raise ShopifyAuthError(
+                f"{self.domain}: the client-credentials grant was refused (HTTP {status})"
+            )
+        try:
+            body = json.loads(text)
+            token = str(body["access_token"])
+            lifetime = float(body.get("expires_in", 86399))
+        except (ValueError, KeyError, TypeError):
+            raise ShopifyUnavailable(f"{self.domain}: unreadable token grant answer") from None
+        log.info("%s: obtained an access token (valid %.0f s)", self.domain, lifetime)
+        return token, lifetime
 
     @property
     def domain(self) -> str:
@@ -173,7 +217,11 @@ class ShopifyClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._send(name, variables, mutation=mutation)
+                    try:
+                        return await self._send(name, variables, mutation=mutation)
+                    except _TokenRefused:
+                        # A granted token expired early or was revoked: one fresh grant.
+                        return await self._send(name, variables, mutation=mutation, retried=True)
         except _Retry as exc:
             raise ShopifyUnavailable(f"{self.domain} {name}: {exc}") from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -190,30 +238,35 @@ class ShopifyClient:
         return cost
 
     async def _send(
-        self, name: str, variables: dict[str, Any], *, mutation: bool
+        self, name: str, variables: dict[str, Any], *, mutation: bool, retried: bool = False
     ) -> dict[str, Any]:
         if self.bucket.calibrated:
-            return await self._send_reserved(name, variables, mutation=mutation)
+            return await self._send_reserved(name, variables, mutation=mutation, retried=retried)
         # Until the first answer tells us the store's bucket, send one request at a time.
         async with self._calibrating:
-            return await self._send_reserved(name, variables, mutation=mutation)
+            return await self._send_reserved(name, variables, mutation=mutation, retried=retried)
 
     async def _send_reserved(
-        self, name: str, variables: dict[str, Any], *, mutation: bool
+        self, name: str, variables: dict[str, Any], *, mutation: bool, retried: bool
     ) -> dict[str, Any]:
+        token = await self._access_token()
         cost = await self._reserve(name, mutation)
         try:
-            status, retry_after, text = await self._post(name, variables, mutation=mutation)
+            status, retry_after, text = await self._post(name, variables, token, mutation=mutation)
         except BaseException:
             self.bucket.settle(cost, None, time.monotonic())
             raise
+        if status == 401 and self._grant is not None and not retried:
+            self.bucket.settle(cost, None, time.monotonic())
+            self._grant.invalidate(token)
+            raise _TokenRefused
         return self._read(name, cost, status, retry_after, text, mutation=mutation)
 
     async def _post(
-        self, name: str, variables: dict[str, Any], *, mutation: bool
+        self, name: str, variables: dict[str, Any], token: str, *, mutation: bool
     ) -> tuple[int, float | None, str]:
         headers = {
-            "X-Shopify-Access-Token": self.shop.access_token.get_secret_value(),
+            "X-Shopify-Access-Token": token,
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
