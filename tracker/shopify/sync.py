@@ -161,16 +161,8 @@ async def sync_shop(
                     (t for t in (_parse_time(o.get("updatedAt")) for o in nodes) if t),
                     default=None,
                 )
-                parcels: list[TrackedParcel] = []
-                stopped: list[str] = []
-                for node in nodes:
-                    found, gone = parcels_of_order(node)
-                    parcels.extend(found)
-                    stopped.extend(gone)
                 async with pool.acquire() as conn, conn.transaction():
-                    report.retired += await _store_page(
-                        conn, shop.id, nodes, parcels, stopped, list(enabled_carriers)
-                    )
+                    applied = await apply_orders(conn, shop.id, nodes, enabled_carriers)
                     if page_cursor is not None:
                         await conn.execute(
                             "UPDATE shops SET sync_cursor = GREATEST(sync_cursor, $2)"
@@ -180,7 +172,8 @@ async def sync_shop(
                         )
                 report.pages += 1
                 report.orders += len(nodes)
-                report.parcels += len(parcels)
+                report.parcels += applied.parcels
+                report.retired += applied.retired
                 if not orders["pageInfo"]["hasNextPage"]:
                     break
                 after = orders["pageInfo"]["endCursor"]
@@ -210,14 +203,31 @@ async def record_sync_error(pool: asyncpg.Pool, shop: ShopRow, error: str) -> No
     await pool.execute("UPDATE shops SET last_sync_error = $2 WHERE id = $1", shop.id, error[:1000])
 
 
-async def _store_page(
+@dataclass(frozen=True, slots=True)
+class Applied:
+    parcels: int
+    retired: int
+
+
+async def apply_orders(
     conn: Connection,
     shop_id: int,
     orders: list[dict[str, Any]],
-    parcels: list[TrackedParcel],
-    stopped: list[str],
-    enabled: list[str],
-) -> int:
+    enabled_carriers: Collection[str],
+) -> Applied:
+    """Bring ``shipments`` in line with these order nodes (the ``FulfilledOrders`` shape).
+
+    Idempotent, and safe to call with an older copy of an order than the one last applied as
+    long as callers read orders fresh from Shopify (webhook handlers do). Run it inside the
+    caller's transaction.
+    """
+    parcels: list[TrackedParcel] = []
+    stopped: list[str] = []
+    for order in orders:
+        found, gone = parcels_of_order(order)
+        parcels.extend(found)
+        stopped.extend(gone)
+    enabled = list(enabled_carriers)
     if parcels:
         await conn.execute(
             """
@@ -308,7 +318,7 @@ async def _store_page(
                 gone,
             )
             retired += len(gone)
-    return retired
+    return Applied(len(parcels), retired)
 
 
 def _parse_time(value: object) -> datetime | None:
