@@ -20,6 +20,7 @@ import aiohttp
 
 from carriers.base import Adapter, AdapterFactory, CarrierSettings
 from carriers.dhl import DhlAdapter
+from carriers.postnord import PostnordAdapter
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ ENTRY_POINT_GROUP = "tracker.carriers"
 
 BUILTIN: dict[str, AdapterFactory] = {
     DhlAdapter.code: cast(AdapterFactory, DhlAdapter),
+    PostnordAdapter.code: cast(AdapterFactory, PostnordAdapter),
 }
 
 # Shopify's tracking company names (and what merchants type) -> adapter code.
