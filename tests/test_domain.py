@@ -99,3 +99,26 @@ def test_same_second_goes_to_the_more_advanced_status():
 
 def test_no_status_at_all():
     assert current_status([TrackingEvent(T0, None)]) is None
+
+
+@pytest.mark.parametrize(
+    ("parcels", "combined"),
+    [
+        ([Status.IN_TRANSIT], Status.IN_TRANSIT),
+        ([Status.DELIVERED, Status.IN_TRANSIT], Status.IN_TRANSIT),
+        ([Status.DELIVERED, Status.OUT_FOR_DELIVERY], Status.OUT_FOR_DELIVERY),
+        ([Status.DELIVERED, Status.DELIVERED], Status.DELIVERED),
+        ([Status.DELIVERED, None], None),
+        ([Status.IN_TRANSIT, None], Status.IN_TRANSIT),
+        ([Status.DELIVERED, Status.ATTEMPTED_DELIVERY], Status.ATTEMPTED_DELIVERY),
+        ([Status.DELAYED, Status.FAILURE, Status.IN_TRANSIT], Status.FAILURE),
+        ([Status.READY_FOR_PICKUP, Status.OUT_FOR_DELIVERY], Status.OUT_FOR_DELIVERY),
+        ([Status.CARRIER_PICKED_UP, Status.LABEL_PURCHASED], Status.LABEL_PURCHASED),
+        ([None, None], None),
+        ([], None),
+    ],
+)
+def test_several_parcels_make_one_story(parcels, combined):
+    from tracker.domain import fulfillment_status
+
+    assert fulfillment_status(parcels) is combined

@@ -135,3 +135,37 @@ def current_status(events: list[TrackingEvent]) -> TrackingEvent | None:
 def _progress(status: Status | None) -> int:
     order = list(Status)
     return order.index(status) if status is not None else -1
+
+
+PROBLEMS = (Status.FAILURE, Status.ATTEMPTED_DELIVERY, Status.DELAYED)
+"""Statuses that need someone's attention, most urgent first."""
+
+ADVANCEMENT = (
+    Status.LABEL_PURCHASED,
+    Status.LABEL_PRINTED,
+    Status.CONFIRMED,
+    Status.CARRIER_PICKED_UP,
+    Status.IN_TRANSIT,
+    Status.OUT_FOR_DELIVERY,
+    Status.READY_FOR_PICKUP,
+    Status.DELIVERED,
+)
+"""How far a parcel has come, least first (problems are not on this scale)."""
+
+
+def fulfillment_status(parcels: list[Status | None]) -> Status | None:
+    """One status for a fulfillment of several parcels (None: nothing to say yet).
+
+    The most urgent problem if any parcel has one; else the least advanced parcel that has a
+    status; DELIVERED only when every parcel is delivered. Parcels without any scan yet hold
+    back DELIVERED but otherwise say nothing.
+    """
+    for problem in PROBLEMS:
+        if problem in parcels:
+            return problem
+    if parcels and all(p is Status.DELIVERED for p in parcels):
+        return Status.DELIVERED
+    moving = [p for p in parcels if p is not None and p is not Status.DELIVERED]
+    if not moving:
+        return None
+    return min(moving, key=ADVANCEMENT.index)

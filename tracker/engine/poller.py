@@ -27,6 +27,7 @@ from carriers.base import (
 from tracker.config import PollingConfig, WritebackConfig
 from tracker.domain import Status
 from tracker.engine.policy import next_poll_delay
+from tracker.engine.story import MULTI_PARCEL, lock_multi_parcel, tell_story
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +236,24 @@ async def record_results(
                 col.append(cell)
     ids = [s.id for s in batch]
     async with pool.acquire() as conn, conn.transaction():
+        multi = await lock_multi_parcel(conn, ids)
+        if multi:
+            keys = sorted(multi)
+            multi_ids = {
+                r["id"]
+                for r in await conn.fetch(
+                    """
+                    SELECT s.id FROM shipments s
+                    JOIN unnest($1::bigint[], $2::text[]) AS k(shop_id, fulfillment_id)
+                      ON s.shop_id = k.shop_id AND s.fulfillment_id = k.fulfillment_id
+                    """,
+                    [k[0] for k in keys],
+                    [k[1] for k in keys],
+                )
+            }
+            for i, shipment_id in enumerate(cols[0]):
+                if shipment_id in multi_ids and cols[12][i] == "pending":
+                    cols[12][i], cols[13][i] = "skipped", MULTI_PARCEL
         inserted = 0
         if cols[0]:
             tag = await conn.execute(_INSERT_EVENTS, *cols)
@@ -267,6 +286,8 @@ async def record_results(
             for col, value in zip(update, values, strict=True):
                 col.append(value)
         await conn.execute(_UPDATE, worker, *update)
+        if multi:
+            await tell_story(conn, multi)
     return inserted
 
 

@@ -91,6 +91,8 @@ class ShopifyStore(FaultCounters):
         self.client_secret = f"sandbox-secret-{secrets.token_hex(8)}"
         self.granted_token_lifetime = 86399.0
         self._granted: dict[str, float] = {}
+        # Carriers (tracking company names, case-insensitive) Shopify tracks natively here.
+        self.native_tracking: set[str] = set()
         self.shop_name = shop_name or domain.split(".", 1)[0].replace("-", " ").title()
         self.now = now
         self.bucket = LeakyBucket(bucket_size, restore_rate, clock=monotonic)
@@ -236,6 +238,15 @@ class ShopifyStore(FaultCounters):
         self._next_fulfillment_id += 1
         self._fulfillments[fulfillment.id] = fulfillment
         order.fulfillments.append(fulfillment)
+        companies = {(t.company or "").casefold() for t in fulfillment.tracking}
+        if companies & self.native_tracking:
+            # Shopify tracks this carrier itself and records its own first event.
+            self.create_event(
+                fulfillment.id,
+                "CONFIRMED",
+                happened_at=created_at,
+                message="Tracking by Shopify (carrier-calculated)",
+            )
         return fulfillment
 
     def add_fulfillment(

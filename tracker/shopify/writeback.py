@@ -35,6 +35,13 @@ from tracker.shopify.client import (
     ShopifyUnavailable,
 )
 from tracker.shopify.sync import ShopRow
+from tracker.shopify.writeback_policy import (
+    foreign_event,
+    mark_checked,
+    needs_check,
+    record_foreign_event,
+    skip_pending,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +49,12 @@ _WRITE_LOCK = 0x77726974  # "writ", combined with the shop id
 PENDING_PER_DRAIN = 2000
 
 _PENDING = """
-SELECT e.id, e.status, e.happened_at, e.message, e.city, e.province, e.country, e.zip,
+SELECT e.id, COALESCE(e.writeback_status, e.status) AS status, e.happened_at,
+       CASE WHEN e.writeback_status IS DISTINCT FROM NULL AND e.writeback_status <> e.status
+            THEN '' ELSE e.message END AS message,
+       e.city, e.province, e.country, e.zip,
        e.estimated_delivery_at, e.writeback_next_at <= now() AS due, e.writeback_attempts,
-       s.fulfillment_id
+       s.fulfillment_id, s.carrier
 FROM tracking_events e JOIN shipments s ON s.id = e.shipment_id
 WHERE s.shop_id = $1 AND e.writeback_state = 'pending'
 ORDER BY s.fulfillment_id, e.happened_at, e.id
@@ -52,7 +62,8 @@ LIMIT $2
 """
 
 _SENDING = """
-SELECT e.id, e.status, e.happened_at, e.writeback_started_at < now() - $2::interval AS expired,
+SELECT e.id, COALESCE(e.writeback_status, e.status) AS status, e.happened_at,
+       e.writeback_started_at < now() - $2::interval AS expired,
        s.fulfillment_id
 FROM tracking_events e JOIN shipments s ON s.id = e.shipment_id
 WHERE s.shop_id = $1 AND e.writeback_state = 'sending'
@@ -66,6 +77,7 @@ class WriteReport:
     deferred: int = 0
     reconciled: int = 0
     reverted: int = 0
+    skipped: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -82,6 +94,7 @@ class PendingEvent:
     zip: str | None
     estimated_delivery_at: datetime | None
     attempts: int
+    carrier: str | None
 
 
 def event_input(event: PendingEvent, api_version: str) -> dict[str, Any]:
@@ -231,17 +244,55 @@ class Writer:
                     row["zip"],
                     row["estimated_delivery_at"],
                     row["writeback_attempts"],
+                    row["carrier"],
                 )
             )
         slots = asyncio.Semaphore(self._config.concurrency)
 
         async def write_fulfillment(events: list[PendingEvent]) -> None:
             async with slots:
+                if not await self._allowed(shop, client, events[0], report):
+                    return
                 for event in events:
                     if not await self._write_one(shop, client, event, report):
                         return
 
         await asyncio.gather(*(write_fulfillment(q) for q in queues.values()))
+
+    async def _allowed(
+        self, shop: ShopRow, client: ShopifyClient, first: PendingEvent, report: WriteReport
+    ) -> bool:
+        """Apply the store's write-back policy to a fulfillment before writing to it."""
+        fid = first.fulfillment_id
+        policy = client.shop.writeback_policy(first.carrier)
+        if policy == "always":
+            return True
+        async with self._pool.acquire() as conn:
+            if policy == "never":
+                reason = f"write-back is off ('never') for {first.carrier} on this store"
+                report.skipped += await skip_pending(conn, shop.id, fid, reason)
+                return False
+            foreign = await foreign_event(conn, shop.id, fid)
+            if foreign is None and await needs_check(conn, shop.id, fid):
+                try:
+                    remote = await fetch_remote_events(client, fid)
+                except (ShopifyUnavailable, GraphQLError) as exc:
+                    log.warning("cannot read %s's events yet: %s", fid, exc)
+                    return False
+                for event_id, _, _ in remote:
+                    if await record_foreign_event(conn, shop.id, fid, event_id):
+                        foreign = event_id
+                        break
+                else:
+                    await mark_checked(conn, shop.id, fid)
+            if foreign is not None:
+                reason = (
+                    f"Shopify or another app already writes this fulfillment's events ({foreign}):"
+                    " tracked here, not written, so the customer never sees a scan twice"
+                )
+                report.skipped += await skip_pending(conn, shop.id, fid, reason)
+                return False
+        return True
 
     async def _write_one(
         self, shop: ShopRow, client: ShopifyClient, event: PendingEvent, report: WriteReport
