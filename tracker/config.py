@@ -44,6 +44,8 @@ def _parse_duration(value: object) -> object:
     if isinstance(value, int | float):
         return timedelta(seconds=value)
     if isinstance(value, str):
+        if value.startswith("P"):
+            return value  # ISO 8601 (PT4H), as pydantic writes durations out
         match = _DURATION.match(value)
         if not match:
             raise ValueError(f"{value!r} is not a duration such as 30s, 15m, 4h or 2d")

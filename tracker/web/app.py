@@ -220,6 +220,9 @@ async def status_table(request: web.Request) -> web.Response:
     page = await fetch_shipment_page(pool, listing.where, listing.limit, listing.after)
     counts = await fetch_status_counts(pool, listing.where)
     carriers = await fetch_carriers(pool)
+    store_problems = await pool.fetch(
+        "SELECT domain, last_sync_error FROM shops WHERE last_sync_error IS NOT NULL ORDER BY domain"
+    )
     summary = [
         {
             "status": status,
@@ -245,6 +248,7 @@ async def status_table(request: web.Request) -> web.Response:
         carriers=carriers,
         next_url=next_url,
         first_url=listing.query() if listing.after is not None else None,
+        store_problems=store_problems,
     )
 
 
