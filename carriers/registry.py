@@ -21,6 +21,7 @@ import aiohttp
 from carriers.base import Adapter, AdapterFactory, CarrierSettings
 from carriers.dhl import DhlAdapter
 from carriers.postnord import PostnordAdapter
+from carriers.ups import UpsAdapter
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ ENTRY_POINT_GROUP = "tracker.carriers"
 BUILTIN: dict[str, AdapterFactory] = {
     DhlAdapter.code: cast(AdapterFactory, DhlAdapter),
     PostnordAdapter.code: cast(AdapterFactory, PostnordAdapter),
+    UpsAdapter.code: cast(AdapterFactory, UpsAdapter),
 }
 
 # Shopify's tracking company names (and what merchants type) -> adapter code.

@@ -52,7 +52,8 @@ async def test_a_revoked_token_stops_only_its_own_store(pool, database_url):
         assert other.all_events() == []
         assert (
             await pool.fetchval(
-                "SELECT count(*) FROM shipments s JOIN shops p ON p.id = s.shop_id WHERE p.domain = $1",
+                "SELECT count(*) FROM shipments s JOIN shops p ON p.id = s.shop_id"
+                " WHERE p.domain = $1",
                 other.domain,
             )
             == 0

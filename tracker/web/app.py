@@ -46,6 +46,7 @@ from tracker.web.queries import (
     fetch_status_counts,
     ping,
 )
+from tracker.web.webhooks import add_webhook_route
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,8 @@ async def status_table(request: web.Request) -> web.Response:
     counts = await fetch_status_counts(pool, listing.where)
     carriers = await fetch_carriers(pool)
     store_problems = await pool.fetch(
-        "SELECT domain, last_sync_error FROM shops WHERE last_sync_error IS NOT NULL ORDER BY domain"
+        "SELECT domain, last_sync_error FROM shops"
+        " WHERE last_sync_error IS NOT NULL ORDER BY domain"
     )
     summary = [
         {
@@ -349,4 +351,5 @@ def build_app(pool: asyncpg.Pool, config: Config) -> web.Application:
     app.router.add_get("/api/shipments", api_shipments, name="api_shipments")
     app.router.add_get("/api/shipments/{id}", api_shipment, name="api_shipment")
     app.router.add_get("/healthz", healthz, name="healthz")
+    add_webhook_route(app, pool, config)
     return app

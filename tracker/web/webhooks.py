@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 import asyncpg
 from aiohttp import web
 
-from tracker.config import ShopConfig
+from tracker.config import Config, ShopConfig
 from tracker.shopify.subscriptions import WEBHOOK_PATH
 from tracker.shopify.sync import ensure_shops
 from tracker.shopify.webhook_topics import HANDLED_TOPICS
@@ -46,20 +46,25 @@ _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
 @dataclass
-class WebhookHooks:
-    """What the endpoint shares with the daemon: who to tell, and what it logged already."""
+class WebhookEndpoint:
+    """The endpoint's state: where it stores, who it tells, what it logged already.
 
+    ``on_stored`` is set by the daemon: it wakes the processor when a delivery was stored.
+    """
+
+    pool: asyncpg.Pool
+    config: Config
     on_stored: Callable[[], None] | None = None
     unknown_topics_logged: set[str] = field(default_factory=set)
     shop_ids: dict[str, int] = field(default_factory=dict)
 
 
-WEBHOOK_HOOKS = web.AppKey("shopify_webhook_hooks", WebhookHooks)
+WEBHOOK_ENDPOINT = web.AppKey("shopify_webhook_endpoint", WebhookEndpoint)
 
 
-def add_webhook_route(app: web.Application) -> None:
-    """Serve ``POST /webhooks/shopify`` on ``app`` (which holds ``POOL`` and ``CONFIG``)."""
-    app[WEBHOOK_HOOKS] = WebhookHooks()
+def add_webhook_route(app: web.Application, pool: asyncpg.Pool, config: Config) -> None:
+    """Serve ``POST /webhooks/shopify`` on ``app``, storing deliveries in ``pool``."""
+    app[WEBHOOK_ENDPOINT] = WebhookEndpoint(pool, config)
     app.router.add_post(WEBHOOK_PATH, receive_shopify_webhook, name="shopify_webhook")
 
 
@@ -91,7 +96,9 @@ class _Refused(Exception):
 
 
 def _answer(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message} if status >= 400 else {"status": message}, status=status)
+    return web.json_response(
+        {"error": message} if status >= 400 else {"status": message}, status=status
+    )
 
 
 async def _read_body(request: web.Request) -> bytes:
@@ -130,10 +137,8 @@ def _triggered_at(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _shop(request: web.Request, domain: str) -> ShopConfig:
-    from tracker.web.app import CONFIG
-
-    for shop in request.app[CONFIG].shops:
+def _shop(endpoint: WebhookEndpoint, domain: str) -> ShopConfig:
+    for shop in endpoint.config.shops:
         if shop.domain == domain:
             return shop
     log.warning("webhook refused: %r is not a configured shop", domain[:100])
@@ -170,16 +175,14 @@ def _payload_text(body: bytes) -> str:
     return text
 
 
-async def _shop_id(request: web.Request, hooks: WebhookHooks, shop: ShopConfig) -> int:
-    from tracker.web.app import POOL
-
-    known = hooks.shop_ids.get(shop.domain)
+async def _shop_id(endpoint: WebhookEndpoint, shop: ShopConfig) -> int:
+    known = endpoint.shop_ids.get(shop.domain)
     if known is None:
-        pool = request.app[POOL]
+        pool = endpoint.pool
         known = await pool.fetchval("SELECT id FROM shops WHERE domain = $1", shop.domain)
         if known is None:
             known = (await ensure_shops(pool, [shop]))[shop.domain].id
-        hooks.shop_ids[shop.domain] = known
+        endpoint.shop_ids[shop.domain] = known
     return known
 
 
@@ -192,13 +195,11 @@ async def receive_shopify_webhook(request: web.Request) -> web.Response:
 
 
 async def _receive(request: web.Request) -> web.Response:
-    from tracker.web.app import POOL
-
-    hooks = request.app[WEBHOOK_HOOKS]
+    endpoint = request.app[WEBHOOK_ENDPOINT]
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise _Refused(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
     domain = request.headers.get("X-Shopify-Shop-Domain", "").strip().lower()
-    shop = _shop(request, domain)
+    shop = _shop(endpoint, domain)
     secrets = _secrets(shop)
     body = await _read_body(request)
     if not signature_valid(body, request.headers.get("X-Shopify-Hmac-Sha256"), secrets):
@@ -212,13 +213,16 @@ async def _receive(request: web.Request) -> web.Response:
     text = _payload_text(body)
     assert topic is not None
     if topic not in HANDLED_TOPICS:
-        if topic not in hooks.unknown_topics_logged and len(hooks.unknown_topics_logged) < 100:
-            hooks.unknown_topics_logged.add(topic)
+        if (
+            topic not in endpoint.unknown_topics_logged
+            and len(endpoint.unknown_topics_logged) < 100
+        ):
+            endpoint.unknown_topics_logged.add(topic)
             log.info("webhooks of topic %r are not handled: answered 200 and dropped", topic)
         return _answer(200, "ignored")
-    shop_id = await _shop_id(request, hooks, shop)
+    shop_id = await _shop_id(endpoint, shop)
     try:
-        stored = await request.app[POOL].fetchval(
+        stored = await endpoint.pool.fetchval(
             """
             INSERT INTO webhook_deliveries (webhook_id, shop_id, topic, event_id, api_version,
                                             triggered_at, payload)
@@ -240,6 +244,6 @@ async def _receive(request: web.Request) -> web.Response:
         log.debug("webhook %s (%s) is a duplicate", webhook_id, topic)
         return _answer(200, "duplicate")
     log.debug("webhook %s (%s) for %s stored", webhook_id, topic, shop.domain)
-    if hooks.on_stored is not None:
-        hooks.on_stored()
+    if endpoint.on_stored is not None:
+        endpoint.on_stored()
     return _answer(200, "stored")
