@@ -18,8 +18,10 @@ from typing import cast
 
 import aiohttp
 
+from carriers.aftership import AftershipAdapter
 from carriers.base import Adapter, AdapterFactory, CarrierSettings
 from carriers.dhl import DhlAdapter
+from carriers.fedex import FedexAdapter
 from carriers.postnord import PostnordAdapter
 from carriers.ups import UpsAdapter
 
@@ -28,7 +30,9 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "tracker.carriers"
 
 BUILTIN: dict[str, AdapterFactory] = {
+    AftershipAdapter.code: cast(AdapterFactory, AftershipAdapter),
     DhlAdapter.code: cast(AdapterFactory, DhlAdapter),
+    FedexAdapter.code: cast(AdapterFactory, FedexAdapter),
     PostnordAdapter.code: cast(AdapterFactory, PostnordAdapter),
     UpsAdapter.code: cast(AdapterFactory, UpsAdapter),
 }

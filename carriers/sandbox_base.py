@@ -26,7 +26,9 @@ demo use without knowing the carrier:
   checksum), different for every index;
 
 and, where a carrier's codes cannot express a :class:`Kind` as :data:`EXPECTED_STATUS` says,
-``KIND_STATUS`` with its own expectations for those kinds.
+``KIND_STATUS`` with its own expectations for those kinds; where the API has requests that
+carry numbers but do not read tracking (AfterShip's registrations),
+``is_tracking_request(record)`` to tell the reads apart.
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ def test_the_client_documents_validate_against_the_sandbox_schema() -> None:
     [
         # 2 + 250 orders x (order 1 + fulfillment 1 + trackingInfo 1): under the 1000 limit.
         ("FulfilledOrders", {"first": 250, "query": ""}, 752),
-        ("FulfillmentEvents", {"id": "gid://shopify/Fulfillment/1"}, 1 + 2 + 250),
+        ("FulfillmentEvents", {"id": "gid://shopify/Fulfillment/1"}, 1 + 2 + 50),
         ("FulfillmentEventCreate", {}, 10),
         ("ShopInfo", {}, 1),
     ],
