@@ -59,6 +59,12 @@ Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """``key: ""`` in YAML means the same as leaving the key out where that is allowed."""
+        return None if value == "" else value
+
 
 class DatabaseConfig(_Section):
     url: SecretStr | None = Field(
@@ -75,11 +81,6 @@ class DatabaseConfig(_Section):
     migrate_on_start: bool = Field(
         True, description="Apply pending migrations when the daemon starts."
     )
-
-    @field_validator("url", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        return None if value == "" else value
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> DatabaseConfig:
