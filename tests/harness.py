@@ -51,6 +51,7 @@ class Stack:
                     "api_key": DHL_KEY,
                     "base_url": self.dhl_url,
                     "requests_per_second": 200,
+                    "requests_per_day": 100_000,
                     "timeout_seconds": 5,
                     "max_attempts": 2,
                 }

@@ -9,6 +9,7 @@ resolved against Shopify on the next start).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 import aiohttp
 import asyncpg
 from aiohttp import web
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -28,13 +30,17 @@ from carriers.registry import build_adapters
 from tracker.config import Config
 from tracker.engine.poller import poll_due
 from tracker.shopify.client import ShopifyClient, ShopifyError
+from tracker.shopify.subscriptions import callback_url, register_webhooks
 from tracker.shopify.sync import ShopRow, ensure_shops, record_sync_error, sync_shop
+from tracker.shopify.webhooks import WebhookProcessor
 from tracker.shopify.writeback import Writer
 from tracker.web.app import build_app
+from tracker.web.webhooks import WEBHOOK_ENDPOINT
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+WEBHOOK_INTERVAL_SECONDS = 2.0
 
 
 def new_worker_id() -> str:
@@ -54,6 +60,8 @@ class Daemon:
     _clients: dict[int, ShopifyClient] = field(default_factory=dict)
     _shops: dict[int, ShopRow] = field(default_factory=dict)
     _writer: Writer | None = None
+    _webhooks: WebhookProcessor | None = None
+    _registration: asyncio.Task[None] | None = None
     _jobs: set[asyncio.Task[None]] = field(default_factory=set)
     _stopping: bool = False
 
@@ -70,9 +78,15 @@ class Daemon:
         self._writer = Writer(
             self.pool, self._clients, self._shops, self.config.writeback, self.worker
         )
+        self._webhooks = WebhookProcessor(
+            self.pool, self._clients, self._shops, list(self._adapters)
+        )
         if serve_web:
             await self._start_web()
         self._schedule()
+        if self.config.web.public_url:
+            run = self._tracked("webhook registration", self.register_webhooks)
+            self._registration = asyncio.ensure_future(run())
         log.info(
             "daemon %s started: %d shops, carriers %s",
             self.worker,
@@ -82,6 +96,7 @@ class Daemon:
 
     async def _start_web(self) -> None:
         app = build_app(self.pool, self.config)
+        app[WEBHOOK_ENDPOINT].on_stored = self._webhook_stored
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.web.host, self.config.web.port)
@@ -94,6 +109,7 @@ class Daemon:
         jobs: list[tuple[str, Callable[[], Awaitable[None]], float]] = [
             ("sync", self.sync_all, self.config.sync.interval.total_seconds()),
             ("poll", self.poll_sweep, self.config.polling.sweep_interval.total_seconds()),
+            ("webhooks", self.process_webhooks, WEBHOOK_INTERVAL_SECONDS),
         ]
         if self.config.writeback.enabled:
             jobs.append(
@@ -155,7 +171,12 @@ class Daemon:
         batch = self.config.polling.batch_size
         while not self._stopping:
             report = await poll_due(
-                self.pool, self._adapters, self.config.polling, self.config.writeback, self.worker
+                self.pool,
+                self._adapters,
+                self.config.polling,
+                self.config.writeback,
+                self.worker,
+                self.config.carriers,
             )
             if report.claimed:
                 log.info(
@@ -178,6 +199,37 @@ class Daemon:
                 report.reconciled,
                 report.reverted,
             )
+
+    async def process_webhooks(self) -> None:
+        assert self._webhooks is not None
+        report = await self._webhooks.run()
+        if report.claimed:
+            log.info(
+                "webhooks: %d processed, %d to retry, %d failed, %d deferred",
+                report.processed,
+                report.retried,
+                report.failed,
+                report.deferred,
+            )
+
+    def _webhook_stored(self) -> None:
+        """The web handler stored a delivery: run the webhook job now unless it is running."""
+        if self._webhooks is None or not self._webhooks.notify():
+            return
+        if self._scheduler is not None and not self._stopping:
+            with contextlib.suppress(JobLookupError):
+                self._scheduler.modify_job("webhooks", next_run_time=_now())
+
+    async def register_webhooks(self) -> None:
+        """Subscribe ``web.public_url`` to the webhook topics of every shop (idempotent)."""
+        assert self.config.web.public_url
+        url = callback_url(self.config.web.public_url)
+        for client in self._clients.values():
+            if self._stopping:
+                return
+            for result in await register_webhooks(client, url):
+                if result.outcome == "failed":
+                    log.error("webhook registration of %s: %s", client.domain, result.describe())
 
     async def stop(self) -> None:
         """Stop claiming, let running jobs finish for a while, then cancel them."""

@@ -20,12 +20,14 @@ from carriers.base import (
     Adapter,
     CarrierAuthError,
     CarrierError,
+    CarrierSettings,
     CarrierUnavailable,
     Outcome,
     TrackResult,
 )
 from tracker.config import PollingConfig, WritebackConfig
 from tracker.domain import Status
+from tracker.engine.budget import next_budget_day, reserve
 from tracker.engine.policy import next_poll_delay
 from tracker.engine.story import MULTI_PARCEL, lock_multi_parcel, tell_story
 
@@ -110,6 +112,7 @@ class PollReport:
     polled: int = 0
     new_events: int = 0
     failed_batches: int = 0
+    over_budget: int = 0
     outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -129,8 +132,12 @@ async def poll_due(
     polling: PollingConfig,
     writeback: WritebackConfig,
     worker: str,
+    settings: Mapping[str, CarrierSettings] | None = None,
 ) -> PollReport:
-    """Claim one batch of due shipments and poll them; returns what happened."""
+    """Claim one batch of due shipments and poll them; returns what happened.
+
+    ``settings`` (``carriers.<code>`` of the configuration) supplies configured daily quotas.
+    """
     report = PollReport()
     if not adapters:
         return report
@@ -141,7 +148,16 @@ async def poll_due(
         by_carrier[shipment.carrier].append(shipment)
     await asyncio.gather(
         *(
-            _poll_carrier(pool, adapters[code], shipments, polling, writeback, worker, report)
+            _poll_carrier(
+                pool,
+                adapters[code],
+                (settings or {}).get(code),
+                shipments,
+                polling,
+                writeback,
+                worker,
+                report,
+            )
             for code, shipments in by_carrier.items()
         )
     )
@@ -151,6 +167,7 @@ async def poll_due(
 async def _poll_carrier(
     pool: asyncpg.Pool,
     adapter: Adapter,
+    settings: CarrierSettings | None,
     shipments: list[ClaimedShipment],
     polling: PollingConfig,
     writeback: WritebackConfig,
@@ -160,8 +177,14 @@ async def _poll_carrier(
     in_flight = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT_PER_CARRIER)
     size = max(1, adapter.max_batch)
 
+    per_day = daily_quota(adapter, settings)
+
     async def one_batch(batch: list[ClaimedShipment]) -> None:
         async with in_flight:
+            if not await reserve(pool, adapter.code, 1, per_day):
+                await postpone(pool, worker, batch, next_budget_day())
+                report.over_budget += len(batch)
+                return
             try:
                 results = await adapter.track([s.tracking_number for s in batch])
             except CarrierAuthError as exc:
@@ -289,6 +312,28 @@ async def record_results(
         if multi:
             await tell_story(conn, multi)
     return inserted
+
+
+def daily_quota(adapter: Adapter, settings: CarrierSettings | None) -> int | None:
+    """The configured daily quota, else the carrier's published one (None: unlimited)."""
+    if settings is not None and settings.requests_per_day is not None:
+        return settings.requests_per_day
+    return adapter.default_requests_per_day
+
+
+async def postpone(
+    pool: asyncpg.Pool, worker: str, batch: Sequence[ClaimedShipment], until: datetime
+) -> None:
+    """Give a batch back untouched, due again at ``until`` (the carrier's budget is spent)."""
+    await pool.execute(
+        """
+        UPDATE shipments SET next_poll_at = $3, lease_owner = NULL, lease_until = NULL
+        WHERE id = ANY($2::bigint[]) AND lease_owner = $1
+        """,
+        worker,
+        [s.id for s in batch],
+        until,
+    )
 
 
 async def release_failed(

@@ -21,12 +21,14 @@ from tracker.config import DEFAULT_API_VERSION
 from tracker.sandbox.shopify_app import build_app as build_shopify_app
 from tracker.sandbox.shopify_store import ShopifyStore
 from tracker.sandbox.world import NumberBook, add_live_order, populate
+from tracker.shopify.subscriptions import callback_url
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 SHOP_DOMAIN = "demo-store.myshopify.com"
 NEW_ORDER_EVERY_SECONDS = 20.0
+DAEMON_PORT = 8080
 
 
 @dataclass
@@ -115,15 +117,19 @@ def daemon_config(sandboxes: Sandboxes, *, speed: float) -> dict[str, object]:
             {
                 "domain": SHOP_DOMAIN,
                 "access_token": sandboxes.store.access_token,
+                "client_secret": sandboxes.store.client_secret,
                 "api_version": DEFAULT_API_VERSION,
                 "api_url": sandboxes.shopify_url,
             }
         ],
+        # The daemon registers <public_url>/webhooks/shopify with the store when it starts.
+        "web": {"port": DAEMON_PORT, "public_url": daemon_public_url()},
         "carriers": {
             code: {
                 **box.module.SANDBOX_SETTINGS,
                 "base_url": box.url,
                 "requests_per_second": 60,
+                "requests_per_day": 10_000_000,  # sandboxes have no daily quota
                 "timeout_seconds": 10,
                 "max_attempts": 2,
             }
@@ -140,6 +146,16 @@ def daemon_config(sandboxes: Sandboxes, *, speed: float) -> dict[str, object]:
         },
         "writeback": {"drain_interval": "1s"},
     }
+
+
+def daemon_public_url(port: int = DAEMON_PORT) -> str:
+    """Where the written configuration's daemon listens, and the store sends webhooks."""
+    return f"http://{HOST}:{port}"
+
+
+def webhooks_line(url: str, secret: str) -> str:
+    """The line ``tracker sandbox`` and ``tracker demo`` print about webhooks."""
+    return f"Webhooks: {callback_url(url)} secret={secret}"
 
 
 def write_daemon_config(path: Path, sandboxes: Sandboxes, *, speed: float) -> None:
@@ -185,6 +201,7 @@ async def run_sandboxes(
         )
         for code, box in sandboxes.carriers.items():
             print(f"Carrier sandbox {code}: {box.url}", flush=True)
+        print(webhooks_line(daemon_public_url(), sandboxes.store.client_secret), flush=True)
         if write_config is not None:
             write_daemon_config(write_config, sandboxes, speed=speed)
             print(f"Config written: {write_config}", flush=True)
