@@ -24,6 +24,7 @@ from carriers.dhl import DhlAdapter
 from carriers.fedex import FedexAdapter
 from carriers.postnord import PostnordAdapter
 from carriers.ups import UpsAdapter
+from carriers.usps import UspsAdapter
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ BUILTIN: dict[str, AdapterFactory] = {
     FedexAdapter.code: cast(AdapterFactory, FedexAdapter),
     PostnordAdapter.code: cast(AdapterFactory, PostnordAdapter),
     UpsAdapter.code: cast(AdapterFactory, UpsAdapter),
+    UspsAdapter.code: cast(AdapterFactory, UspsAdapter),
 }
 
 # Shopify's tracking company names (and what merchants type) -> adapter code.
