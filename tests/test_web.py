@@ -669,3 +669,19 @@ async def test_healthz_unavailable_when_the_database_is_not(database_url: str) -
         body = await response.json()
         assert body["status"] == "unavailable"
         assert body["error"]
+
+
+async def test_detected_carrier_is_marked(client: Client, pool: asyncpg.Pool, shop: int) -> None:
+    shipment = await add_shipment(pool, shop, "#9", carrier="ups")
+    await pool.execute(
+        "UPDATE shipments SET carrier_source = 'detected', tracking_company = '<b>DHL</b>'"
+        " WHERE id = $1",
+        shipment,
+    )
+    body = await html(client, "/")
+    assert "detected</small>" in body
+    assert "the order said &lt;b&gt;DHL&lt;/b&gt;" in body
+    detail = await html(client, f"/shipments/{shipment}")
+    assert "detected from the number; the order said &lt;b&gt;DHL&lt;/b&gt;" in detail
+    [row] = (await (await client.get("/api/shipments")).json())["shipments"]
+    assert row["carrier_source"] == "detected"

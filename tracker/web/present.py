@@ -158,6 +158,7 @@ def shipment_json(row: Row) -> dict[str, Any]:
         "tracking_number": row["tracking_number"],
         "tracking_company": row["tracking_company"],
         "carrier": row["carrier"],
+        "carrier_source": row["carrier_source"],
         "status": row["status"],
         "status_at": iso(row["status_at"]),
         "carrier_state": row["carrier_state"],

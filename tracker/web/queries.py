@@ -126,7 +126,8 @@ WITH page AS (
 )
 SELECT page.sort_rank, page.sort_time,
        s.id, sh.domain AS shop, s.order_id, s.order_name, s.fulfillment_id, s.tracking_number,
-       s.tracking_company, s.carrier, s.status, s.status_at, s.carrier_state, s.carrier_message,
+       s.tracking_company, s.carrier, s.carrier_source, s.status, s.status_at, s.carrier_state,
+       s.carrier_message,
        s.estimated_delivery_at, s.active, s.retired_reason, s.last_polled_at,
        ev.id AS ev_id, ev.status AS ev_status, ev.message AS ev_message, ev.city AS ev_city,
        ev.province AS ev_province, ev.country AS ev_country, ev.zip AS ev_zip,
@@ -155,7 +156,8 @@ ORDER BY page.sort_rank, page.sort_time, page.id
 # The same columns as SHIPMENT_PAGE (without the sort key) for one shipment.
 SHIPMENT_BY_ID = """
 SELECT s.id, sh.domain AS shop, s.order_id, s.order_name, s.fulfillment_id, s.tracking_number,
-       s.tracking_company, s.carrier, s.status, s.status_at, s.carrier_state, s.carrier_message,
+       s.tracking_company, s.carrier, s.carrier_source, s.status, s.status_at, s.carrier_state,
+       s.carrier_message,
        s.estimated_delivery_at, s.active, s.retired_reason, s.last_polled_at,
        ev.id AS ev_id, ev.status AS ev_status, ev.message AS ev_message, ev.city AS ev_city,
        ev.province AS ev_province, ev.country AS ev_country, ev.zip AS ev_zip,
