@@ -16,8 +16,10 @@ from pathlib import Path
 
 from tracker.config import load_config
 from tracker.engine.run import run_daemon
+from tracker.sandbox.serve import daemon_public_url, webhooks_line
 
 READY_LINE = "Config written:"
+WEBHOOKS_LINE = "Webhooks:"
 STARTUP_TIMEOUT_SECONDS = 120
 
 
@@ -28,6 +30,14 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the daemon binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 async def _forward(stream: asyncio.StreamReader) -> None:
@@ -65,13 +75,19 @@ async def run_demo(stop: asyncio.Event, *, port: int, orders: int, speed: float)
                 line = raw.decode(errors="replace")
                 if line.startswith(READY_LINE):
                     break
-                sys.stdout.write(line)
+                if not line.startswith(WEBHOOKS_LINE):  # ours comes once the daemon listens
+                    sys.stdout.write(line)
         forwarding = asyncio.create_task(_forward(child.stdout))
         config = load_config(config_path)
-        if not port_is_free(port):
+        if port and not port_is_free(port):
             print(f"port {port} is taken; using a free one", flush=True)
             port = 0
+        # The store must know where to send webhooks before the daemon registers them.
+        port = port or free_port()
         config.web.port = port
+        config.web.public_url = daemon_public_url(port)
+        secret = config.shops[0].client_secret
+        secret_text = secret.get_secret_value() if secret else "(none)"
         config.database.data_dir = workdir / "postgres"
         print(
             "Starting the daemon (embedded PostgreSQL on first start takes a few seconds)...",
@@ -80,7 +96,10 @@ async def run_demo(stop: asyncio.Event, *, port: int, orders: int, speed: float)
         await run_daemon(
             config,
             stop,
-            announce=lambda url: print(f"Status table: {url}\nPress Ctrl-C to stop.", flush=True),
+            announce=lambda url: print(
+                f"Status table: {url}\n{webhooks_line(url, secret_text)}\nPress Ctrl-C to stop.",
+                flush=True,
+            ),
         )
         return 0
     finally:
