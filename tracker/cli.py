@@ -136,6 +136,12 @@ def _parser() -> argparse.ArgumentParser:
     migrate = command("migrate", _migrate, "Apply pending database migrations and exit.")
     with_config(migrate)
 
+    from tracker import sync_cli
+
+    sync = command("sync", _sync, sync_cli.HELP)
+    with_config(sync)
+    sync_cli.add_arguments(sync)
+
     detect = command("detect", _detect, "Print the carriers a tracking number may belong to.")
     detect.add_argument("number")
     detect.add_argument("--json", action="store_true", help="one JSON object")
@@ -154,6 +160,24 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", _check_config, "Validate the configuration file without starting anything."
     )
     with_config(check)
+
+    webhooks = command(
+        "webhooks", _webhooks, "Manage the Shopify webhook subscriptions of the configured shops."
+    )
+    register = webhooks.add_subparsers(title="actions", metavar="ACTION").add_parser(
+        "register",
+        help="subscribe web.public_url to every webhook topic the daemon handles (idempotent)",
+        description="Subscribe <web.public_url>/webhooks/shopify to every webhook topic the "
+        "daemon handles, in each configured shop; topics already subscribed are left alone.",
+    )
+    register.set_defaults(handler=_webhooks_register)
+    register.add_argument(
+        "--log-level",
+        default=argparse.SUPPRESS,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level (default WARNING)",
+    )
+    with_config(register)
     return parser
 
 
@@ -244,6 +268,12 @@ def _migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sync(args: argparse.Namespace) -> int:
+    from tracker.sync_cli import run_sync
+
+    return run_sync(args)
+
+
 def _check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     where = args.config or "config.yaml (defaults)"
@@ -253,6 +283,17 @@ def _check_config(args: argparse.Namespace) -> int:
     carriers = ", ".join(sorted(config.carriers)) or "none"
     print(f"{where}: OK: {len(config.shops)} shops, carriers: {carriers}, database: {database}")
     return EXIT_OK
+
+
+def _webhooks(args: argparse.Namespace) -> int:
+    print("usage: tracker webhooks register [--config FILE]", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _webhooks_register(args: argparse.Namespace) -> int:
+    from tracker.webhooks_cli import register_command
+
+    return register_command(args.config, args.log_level)
 
 
 def _detect(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from graphql import (
 )
 
 from tracker.sandbox.cost import SINGLE_QUERY_MAX_COST, actual_cost, requested_cost
+from tracker.sandbox.shopify_bulk_api import add_bulk_routes
 from tracker.sandbox.shopify_control import SandboxControl
 from tracker.sandbox.shopify_schema import API_VERSION, RequestContext, schema_for_version
 from tracker.sandbox.shopify_store import ShopifyStore
@@ -112,6 +113,7 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
         store.stats.unauthorized += 1
         return web.json_response({"errors": INVALID_TOKEN}, status=401)
     store.stats.requests += 1
+    store.bulk.base_url = str(request.url.origin())  # where bulk result URLs point
     query, variables, operation_name = await _read_body(request)
     if store.consume_fault("fail_next_requests"):
         store.stats.failed_requests += 1
@@ -141,7 +143,7 @@ async def token_grant(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "access_token": token,
-            "scope": "read_orders,read_all_orders,read_fulfillments,write_fulfillments",
+            "scope": ",".join(sorted(store.access_scopes)),
             "expires_in": int(store.granted_token_lifetime),
         }
     )
@@ -255,9 +257,11 @@ def build_app(store: ShopifyStore) -> web.Application:
         store.release_held_responses()
 
     app.on_shutdown.append(release_held)
+    app.cleanup_ctx.append(store.webhooks.background)
     app.router.add_post("/admin/api/{version}/graphql.json", graphql_endpoint)
     app.router.add_post("/admin/oauth/access_token", token_grant)
     SandboxControl(store).add_routes(app.router)
+    add_bulk_routes(app, store)
     return app
 
 

@@ -12,6 +12,7 @@
 ``GET  /_sandbox/stats``                       counters, faults left, bucket state
 ``POST /_sandbox/faults``                      set fault counters (names as on the store)
 ``POST /_sandbox/held/release``                send the answers ``hold_...`` is holding
+``GET  /_sandbox/webhooks/...``                webhooks: see :mod:`shopify_webhook_api`
 =============================================  ===========================================
 
 ``{id}`` is a legacy id or a gid (URL-encoded or not). ``POST /_sandbox/orders`` takes
@@ -37,6 +38,7 @@ from tracker.sandbox.shopify_models import (
     gid,
 )
 from tracker.sandbox.shopify_store import SandboxError, ShopifyStore, UnknownObjectError
+from tracker.sandbox.shopify_webhook_api import add_webhook_control_routes
 
 
 def _stamp(moment: Any) -> str | None:
@@ -172,6 +174,7 @@ class SandboxControl:
         ]
         for method, path, handler in routes:
             router.add_route(method, path, handler)
+        add_webhook_control_routes(router, self.store.webhooks)
 
     async def create_orders(self, request: web.Request) -> web.Response:
         raw = await _json_body(request)

@@ -34,6 +34,8 @@ from graphql import (
 from tracker.sandbox.order_search import order_matches, parse_timestamp, search_warnings
 from tracker.sandbox.pagination import PaginationError, SortKey, paginate
 from tracker.sandbox.search_query import SearchSyntaxError, parse_search_query
+from tracker.sandbox.shopify_bulk import window_connection
+from tracker.sandbox.shopify_bulk_api import bind_bulk_resolvers
 from tracker.sandbox.shopify_models import (
     FULFILLMENT,
     ORDER,
@@ -49,6 +51,7 @@ from tracker.sandbox.shopify_store import (
     ShopifyStore,
     UnknownObjectError,
 )
+from tracker.sandbox.shopify_webhook_api import bind_webhook_resolvers
 
 # (enum, value) -> first API version that has it, and the value older versions see instead.
 ENUM_VALUES_INTRODUCED: dict[tuple[str, str], tuple[str, str]] = {
@@ -65,6 +68,8 @@ class RequestContext:
     store: ShopifyStore
     api_version: str
     search: list[dict[str, Any]] = field(default_factory=list)
+    bulk_nodes: list[Any] | None = None
+    """A bulk operation's window: the root connection returns exactly these nodes."""
 
 
 if TYPE_CHECKING:
@@ -217,6 +222,8 @@ def _order_key(sort_key: str) -> Any:
 
 def resolve_orders(_root: object, info: Info, **args: Any) -> dict[str, Any]:
     context = _context(info)
+    if context.bulk_nodes is not None:
+        return window_connection(context.bulk_nodes)
     text = args.get("query")
     try:
         query = parse_search_query(text)
@@ -227,7 +234,7 @@ def resolve_orders(_root: object, info: Info, **args: Any) -> dict[str, Any]:
         context.search.append(
             {"path": list(info.path.as_list()), "query": text, "warnings": warnings}
         )
-    matching = [order for order in context.store.orders() if order_matches(order, query)]
+    matching = [order for order in context.store.visible_orders() if order_matches(order, query)]
     return _page(matching, _order_key(args.get("sortKey") or "PROCESSED_AT"), args)
 
 
@@ -351,6 +358,8 @@ def _bind_resolvers(schema: GraphQLSchema) -> None:
     query.fields["fulfillment"].resolve = resolve_fulfillment
     query.fields["shop"].resolve = resolve_shop
     mutation.fields["fulfillmentEventCreate"].resolve = resolve_fulfillment_event_create
+    bind_bulk_resolvers(schema)
+    bind_webhook_resolvers(schema)
     common = {
         "id": lambda source, _info: source.gid,
         "legacyResourceId": lambda source, _info: source.id,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
+from tracker.sandbox import shopify_bulk
 from tracker.sandbox.cost import LeakyBucket
 from tracker.sandbox.shopify_faults import FaultCounters, StoreStats
 from tracker.sandbox.shopify_models import (
@@ -30,6 +31,7 @@ from tracker.sandbox.shopify_models import (
     TrackingInfo,
     legacy_id,
 )
+from tracker.sandbox.shopify_webhooks import SandboxWebhooks
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,10 @@ class ShopifyStore(FaultCounters):
         self._next_fulfillment_id = 7_000_001
         self._next_event_id = 9_000_001
         self._next_number = 1001
+        # The scopes the merchant granted the app, and its bulk operations.
+        self.access_scopes: set[str] = set(shopify_bulk.DEFAULT_ACCESS_SCOPES)
+        self.bulk = shopify_bulk.BulkOperations(self)
+        self.webhooks = SandboxWebhooks(domain, lambda: self.client_secret, lambda: self.now())
 
     # -- tokens --------------------------------------------------------------------------------
 
@@ -134,6 +140,18 @@ class ShopifyStore(FaultCounters):
     def orders(self) -> list[Order]:
         """Every order, oldest id first."""
         return list(self._orders.values())
+
+    def visible_orders(self) -> list[Order]:
+        """The orders the app may read: without ``read_all_orders``, the last 60 days only."""
+        if "read_all_orders" in self.access_scopes:
+            return self.orders()
+        since = self.now() - shopify_bulk.RECENT_ORDERS
+        return [order for order in self._orders.values() if order.created_at >= since]
+
+    def set_faults(self, **counts: int) -> dict[str, int]:
+        """Fault counters by name, the bulk ones (:mod:`shopify_bulk`) included."""
+        bulk = self.bulk.take_faults(counts)
+        return {**super().set_faults(**counts), **bulk}
 
     def order(self, order_id: ObjectRef) -> Order:
         """The order with that legacy id or gid; :class:`UnknownObjectError` if none."""
@@ -215,6 +233,7 @@ class ShopifyStore(FaultCounters):
         for parcels in seeds:
             self._new_fulfillment(order, parcels, created_at=stamp)
         log.debug("sandbox order %s created with %d fulfillments", order.name, len(seeds))
+        self.webhooks.order_created(order)
         return order
 
     def _new_fulfillment(
@@ -268,6 +287,7 @@ class ShopifyStore(FaultCounters):
             order, tracking, created_at=self._stamp(), estimated_delivery_at=estimated_delivery_at
         )
         self._touch(order)
+        self.webhooks.fulfillment_created(order, fulfillment)
         return fulfillment
 
     def update_tracking(
@@ -280,6 +300,7 @@ class ShopifyStore(FaultCounters):
         fulfillment.tracking = [_tracking(seed) for seed in tracking]
         fulfillment.updated_at = self._stamp()
         self._touch(self._orders[fulfillment.order_id])
+        self.webhooks.fulfillment_updated(self._orders[fulfillment.order_id], fulfillment)
         return fulfillment
 
     def cancel_fulfillment(self, fulfillment_id: ObjectRef) -> Fulfillment:
@@ -290,6 +311,7 @@ class ShopifyStore(FaultCounters):
             fulfillment.recompute_from_events()
             fulfillment.updated_at = self._stamp()
             self._touch(self._orders[fulfillment.order_id])
+            self.webhooks.fulfillment_updated(self._orders[fulfillment.order_id], fulfillment)
         return fulfillment
 
     def cancel_order(self, order_id: ObjectRef) -> Order:
@@ -299,6 +321,7 @@ class ShopifyStore(FaultCounters):
             order.cancelled_at = self._stamp()
             order.closed_at = order.closed_at or order.cancelled_at
             self._touch(order)
+            self.webhooks.order_cancelled(order)
         return order
 
     def close_order(self, order_id: ObjectRef) -> Order:
@@ -307,6 +330,7 @@ class ShopifyStore(FaultCounters):
         if order.closed_at is None:
             order.closed_at = self._stamp()
             self._touch(order)
+            self.webhooks.order_updated(order)
         return order
 
     def create_event(
@@ -365,4 +389,5 @@ class ShopifyStore(FaultCounters):
         self._touch(self._orders[fulfillment.order_id])
         self.stats.events_created += 1
         log.debug("sandbox event %s %s on fulfillment %s", event.id, name, fulfillment.id)
+        self.webhooks.event_created(self._orders[fulfillment.order_id], event)
         return event
