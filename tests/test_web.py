@@ -685,3 +685,17 @@ async def test_detected_carrier_is_marked(client: Client, pool: asyncpg.Pool, sh
     assert "detected from the number; the order said &lt;b&gt;DHL&lt;/b&gt;" in detail
     [row] = (await (await client.get("/api/shipments")).json())["shipments"]
     assert row["carrier_source"] == "detected"
+
+
+async def test_store_errors_and_notices_are_shown_escaped(
+    client: Client, pool: asyncpg.Pool, shop: int
+) -> None:
+    await pool.execute(
+        "UPDATE shops SET last_sync_error = 'HTTP 401 <token>', notice = 'no read_all_orders'"
+        " WHERE id = $1",
+        shop,
+    )
+    body = await html(client, "/")
+    assert 'role="alert"><strong>' in body
+    assert "HTTP 401 &lt;token&gt;" in body
+    assert "no read_all_orders" in body

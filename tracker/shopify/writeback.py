@@ -20,7 +20,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -34,6 +34,7 @@ from tracker.shopify.client import (
     ShopifyOutcomeUnknown,
     ShopifyUnavailable,
 )
+from tracker.shopify.fulfillment_events import fetch_remote_events, shopify_time
 from tracker.shopify.sync import ShopRow
 from tracker.shopify.writeback_policy import (
     foreign_event,
@@ -102,7 +103,7 @@ def event_input(event: PendingEvent, api_version: str) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "fulfillmentId": event.fulfillment_id,
         "status": status_for_api_version(event.status, api_version).shopify,
-        "happenedAt": _iso(event.happened_at),
+        "happenedAt": shopify_time(event.happened_at),
     }
     optional = {
         "message": event.message or None,
@@ -110,7 +111,7 @@ def event_input(event: PendingEvent, api_version: str) -> dict[str, Any]:
         "province": event.province,
         "country": event.country,
         "zip": event.zip,
-        "estimatedDeliveryAt": _iso(event.estimated_delivery_at)
+        "estimatedDeliveryAt": shopify_time(event.estimated_delivery_at)
         if event.estimated_delivery_at
         else None,
     }
@@ -199,7 +200,7 @@ class Writer:
                     unclaimed[(status, happened)].append(event_id)
             for row in sorted(events, key=lambda r: (r["happened_at"], r["id"])):
                 status = status_for_api_version(Status(row["status"]), shop.api_version).shopify
-                key = (status, _iso(row["happened_at"]))
+                key = (status, shopify_time(row["happened_at"]))
                 if unclaimed.get(key):
                     event_id = unclaimed[key].pop(0)
                     await self._mark_written(row["id"], event_id)
@@ -376,27 +377,3 @@ class Writer:
         )
         if final:
             report.failed += 1
-
-
-async def fetch_remote_events(
-    client: ShopifyClient, fulfillment_id: str
-) -> list[tuple[str, str, str]]:
-    """(id, STATUS, happenedAt to the second in UTC) of every event on the fulfillment."""
-    events: list[tuple[str, str, str]] = []
-    after: str | None = None
-    while True:
-        data = await client.query("FulfillmentEvents", {"id": fulfillment_id, "after": after})
-        fulfillment = data.get("fulfillment")
-        if fulfillment is None:
-            return events
-        connection = fulfillment["events"]
-        for node in connection["nodes"]:
-            happened = datetime.fromisoformat(str(node["happenedAt"]).replace("Z", "+00:00"))
-            events.append((str(node["id"]), str(node["status"]), _iso(happened)))
-        if not connection["pageInfo"]["hasNextPage"]:
-            return events
-        after = connection["pageInfo"]["endCursor"]
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -222,8 +222,8 @@ async def status_table(request: web.Request) -> web.Response:
     counts = await fetch_status_counts(pool, listing.where)
     carriers = await fetch_carriers(pool)
     store_problems = await pool.fetch(
-        "SELECT domain, last_sync_error FROM shops"
-        " WHERE last_sync_error IS NOT NULL ORDER BY domain"
+        "SELECT domain, last_sync_error, notice FROM shops"
+        " WHERE last_sync_error IS NOT NULL OR notice IS NOT NULL ORDER BY domain"
     )
     summary = [
         {
