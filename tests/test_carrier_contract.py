@@ -33,6 +33,11 @@ from carriers.sandbox_base import (
 from tracker.sandbox.serve import serve
 
 CODES = sorted(BUILTIN)
+OAUTH_CODES = [
+    code
+    for code in CODES
+    if "client_id" in importlib.import_module(f"carriers.{code}.sandbox").SANDBOX_SETTINGS
+]
 
 
 class Sandbox:
@@ -84,10 +89,22 @@ class Sandbox:
         return sum(1 for r in self.reads() if number in r.numbers)
 
 
+async def _serve(code: str):
+    box = Sandbox(code)
+    runner, box.url = await serve(box.app, 0)
+    return box, runner
+
+
 @pytest.fixture(params=CODES)
 async def sandbox(request):
-    box = Sandbox(request.param)
-    runner, box.url = await serve(box.app, 0)
+    box, runner = await _serve(request.param)
+    yield box
+    await runner.cleanup()
+
+
+@pytest.fixture(params=OAUTH_CODES)
+async def oauth_sandbox(request):
+    box, runner = await _serve(request.param)
     yield box
     await runner.cleanup()
 
@@ -204,10 +221,13 @@ async def test_requests_are_paced_by_the_budget(sandbox: Sandbox, http):
     assert min(gaps) >= 0.09  # 10 per second, evenly spaced; never faster
 
 
-async def test_oauth_token_is_reused_and_renewed_once_on_expiry(sandbox: Sandbox, http):
-    issuer = sandbox.app.get(TOKENS_KEY)
-    if issuer is None:
-        pytest.skip(f"{sandbox.code} does not use OAuth")
+def test_the_oauth_carriers_are_known():
+    assert OAUTH_CODES == ["fedex", "ups", "usps"]
+
+
+async def test_oauth_token_is_reused_and_renewed_once_on_expiry(oauth_sandbox: Sandbox, http):
+    sandbox = oauth_sandbox
+    issuer = sandbox.app[TOKENS_KEY]
     carrier = adapter(sandbox, http)
     number = sandbox.number(7)
     sandbox.register(number, [Kind.LABEL])
