@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
@@ -143,7 +143,9 @@ async def test_store_ends_with_exactly_the_normalized_events_in_order(
     assert shipments["BOB123"]["carrier_state"] == "no_adapter"
 
 
-async def test_delivered_shipments_stop_being_polled(stack: Stack, pool, database_url):
+async def test_delivered_shipments_get_one_confirming_poll_then_stop(
+    stack: Stack, pool, database_url
+):
     number = "JJD000000000000000010"
     stack.dhl.register([timeline(number, [Kind.LABEL, Kind.TRANSIT, Kind.DELIVERED])])
     stack.store.add_order(fulfillments=[[("DHL", number, None)]])
@@ -151,14 +153,23 @@ async def test_delivered_shipments_stop_being_polled(stack: Stack, pool, databas
     await daemon.start()
     try:
         await eventually(lambda: settled(pool), what="delivered and written")
-        polls_after_delivery = len([r for r in stack.dhl.requests if number in r.numbers])
-        for _ in range(3):  # several more sweeps
+        row = await pool.fetchrow(
+            "SELECT active, final_confirmed, next_poll_at - now() AS wait FROM shipments"
+        )
+        assert (row["active"], row["final_confirmed"]) == (True, False)
+        assert timedelta(hours=23) < row["wait"] <= timedelta(hours=24)
+        await pool.execute("UPDATE shipments SET next_poll_at = now()")  # a day later
+        await daemon.poll_sweep()
+        polls = len([r for r in stack.dhl.requests if number in r.numbers])
+        for _ in range(3):  # several more sweeps: no more polls
             await daemon.poll_sweep()
     finally:
         await daemon.stop()
-    row = await pool.fetchrow("SELECT active, status, retired_reason FROM shipments")
-    assert (row["active"], row["status"], row["retired_reason"]) == (False, "delivered", None)
-    assert len([r for r in stack.dhl.requests if number in r.numbers]) == polls_after_delivery
+    row = await pool.fetchrow(
+        "SELECT active, status, final_confirmed, retired_reason FROM shipments"
+    )
+    assert tuple(row) == (False, "delivered", True, None)
+    assert len([r for r in stack.dhl.requests if number in r.numbers]) == polls
 
 
 async def test_new_scans_arrive_on_later_polls_and_are_written_once(

@@ -1,61 +1,96 @@
-"""When shipments are polled next."""
+"""When shipments are polled next, and which go first."""
 
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tracker.config import PollingConfig
 from tracker.domain import Status
-from tracker.engine.policy import next_poll_delay
+from tracker.engine.policy import (
+    CONFIRMING,
+    MOVING,
+    ROUTINE,
+    URGENT,
+    PollFacts,
+    decide,
+    next_poll_delay,
+)
 
 CONFIG = PollingConfig()
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
-def delay(status, state="found", failures=0):
-    return next_poll_delay(status, state, failures, CONFIG, rng=random.Random(1))
+def facts(status=None, state="found", **kwargs) -> PollFacts:
+    return PollFacts(status, state, kwargs.pop("failures", 0), NOW, **kwargs)
 
 
-@pytest.mark.parametrize("final", [Status.DELIVERED, Status.FAILURE])
-def test_final_statuses_stop_polling(final):
-    assert delay(final) is None
+def within(got: timedelta | None, base: timedelta) -> bool:
+    return got is not None and base * 0.9 <= got <= base * 1.1
 
 
 @pytest.mark.parametrize(
-    ("status", "base"),
+    ("status", "base", "priority"),
     [
-        (None, CONFIG.pre_transit_every),
-        (Status.LABEL_PURCHASED, CONFIG.pre_transit_every),
-        (Status.IN_TRANSIT, CONFIG.in_transit_every),
-        (Status.ATTEMPTED_DELIVERY, CONFIG.in_transit_every),
-        (Status.OUT_FOR_DELIVERY, CONFIG.out_for_delivery_every),
+        (None, CONFIG.pre_transit_every, ROUTINE),
+        (Status.LABEL_PURCHASED, CONFIG.pre_transit_every, ROUTINE),
+        (Status.IN_TRANSIT, CONFIG.in_transit_every, MOVING),
+        (Status.ATTEMPTED_DELIVERY, CONFIG.in_transit_every, MOVING),
+        (Status.READY_FOR_PICKUP, CONFIG.in_transit_every, MOVING),
+        (Status.OUT_FOR_DELIVERY, CONFIG.out_for_delivery_every, URGENT),
     ],
 )
-def test_interval_follows_the_status_within_ten_percent(status, base):
-    got = delay(status)
-    assert got is not None
-    assert base * 0.9 <= got <= base * 1.1
+def test_interval_and_priority_follow_the_status(status, base, priority):
+    decision = decide(facts(status), CONFIG, random.Random(1))
+    assert within(decision.delay, base)
+    assert decision.priority == priority
 
 
-def test_not_found_is_polled_on_its_own_interval():
-    got = delay(None, "not_found")
-    assert got is not None
-    assert CONFIG.not_found_every * 0.9 <= got <= CONFIG.not_found_every * 1.1
+def test_an_eta_within_the_day_is_polled_hourly_and_first():
+    decision = decide(facts(Status.IN_TRANSIT, eta=NOW + timedelta(hours=5)), CONFIG)
+    assert within(decision.delay, CONFIG.out_for_delivery_every)
+    assert decision.priority == URGENT
+    later = decide(facts(Status.IN_TRANSIT, eta=NOW + timedelta(days=3)), CONFIG)
+    assert later.priority == MOVING
+
+
+@pytest.mark.parametrize("final", [Status.DELIVERED, Status.FAILURE])
+def test_final_status_gets_one_confirming_poll_then_stops(final):
+    first = decide(facts(final), CONFIG)
+    assert first.delay == CONFIG.final_confirm_after
+    assert first.priority == CONFIRMING
+    confirmed = decide(facts(final, was_final=True), CONFIG)
+    assert confirmed.delay is None
+    assert confirmed.final_confirmed is True
+
+
+def test_not_found_is_polled_then_given_up_after_three_days():
+    fresh = decide(facts(state="not_found", not_found_since=NOW - timedelta(days=1)), CONFIG)
+    assert within(fresh.delay, CONFIG.not_found_every)
+    old = decide(facts(state="not_found", not_found_since=NOW - timedelta(days=3)), CONFIG)
+    assert (old.delay, old.stop_reason) == (None, "not found")
+
+
+def test_thirty_days_without_a_scan_expires():
+    quiet = decide(facts(Status.IN_TRANSIT, last_scan_at=NOW - timedelta(days=30)), CONFIG)
+    assert (quiet.delay, quiet.stop_reason) == (None, "expired")
+    recent = decide(facts(Status.IN_TRANSIT, last_scan_at=NOW - timedelta(days=29)), CONFIG)
+    assert recent.delay is not None
 
 
 def test_errors_back_off_exponentially_up_to_the_cap():
-    delays = [delay(Status.IN_TRANSIT, "unavailable", n) for n in range(1, 12)]
+    delays = [next_poll_delay(Status.IN_TRANSIT, "unavailable", n, CONFIG) for n in range(1, 12)]
     assert all(d is not None for d in delays)
     bases = [d / 1.1 for d in delays if d is not None]
     assert bases[1] > bases[0] * 1.5
-    assert max(delays) <= CONFIG.error_backoff_max * 1.1  # type: ignore[type-var]
-    assert delays[-1] >= CONFIG.error_backoff_max * 0.9  # type: ignore[operator]
+    assert max(d for d in delays if d) <= CONFIG.error_backoff_max * 1.1
+    assert delays[-1] is not None
+    assert delays[-1] >= CONFIG.error_backoff_max * 0.9
 
 
 def test_jitter_spreads_shipments():
     rng = random.Random(3)
-    seen = {next_poll_delay(Status.IN_TRANSIT, "found", 0, CONFIG, rng=rng) for _ in range(20)}
+    seen = {decide(facts(Status.IN_TRANSIT), CONFIG, rng).delay for _ in range(20)}
     assert len(seen) > 10
-    assert all(d is not None and d > timedelta(0) for d in seen)

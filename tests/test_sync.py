@@ -54,14 +54,16 @@ async def test_every_fulfilled_parcel_becomes_one_shipment_across_pages(pool, st
     assert report is not None
     assert report.pages == 4  # 23 orders, 7 per page
     rows = await shipments(pool)
-    assert len(rows) == 23
+    assert len(rows) == 24
+    # Fulfilled without a number: shown and flagged, never polled.
+    assert ("#1023", "", None, "untracked", False, None) in rows
     assert ("#1021", "1111111111", "dhl", "pending", True, None) in rows
     assert ("#1021", "2222222222", "dhl", "pending", True, None) in rows
     # A carrier without an adapter is known but shown as not enabled.
     assert ("#1021", "1Z999AA10123456784", "ups", "no_adapter", True, None) in rows
 
     assert (await sync()) is not None
-    assert len(await shipments(pool)) == 23  # idempotent
+    assert len(await shipments(pool)) == 24  # idempotent
 
 
 async def test_cursor_moves_on_and_only_changed_orders_are_read(pool, stack, sync):
@@ -171,3 +173,15 @@ async def test_untracked_parcels_say_why(pool, stack, sync):
             "carrier not recognised (Bob's Courier) and the number matches no known format",
         ),
     ]
+
+
+async def test_a_number_added_later_replaces_the_untracked_row(pool, stack, sync):
+    order = stack.store.add_order(fulfillments=[[]])
+    await sync()
+    stack.store.update_tracking(order.fulfillments[0].id, [("DHL", "JJDLATE")])
+    await sync()
+    state = {r[1]: (r[3], r[4], r[5]) for r in await shipments(pool)}
+    assert state == {
+        "": ("untracked", False, "tracking number removed"),
+        "JJDLATE": ("pending", True, None),
+    }

@@ -699,3 +699,25 @@ async def test_store_errors_and_notices_are_shown_escaped(
     assert 'role="alert"><strong>' in body
     assert "HTTP 401 &lt;token&gt;" in body
     assert "no read_all_orders" in body
+
+
+async def test_flagged_shipments_come_first_most_urgent_first(
+    client: Client, pool: asyncpg.Pool, shop: int
+) -> None:
+    calm = await add_shipment(pool, shop, "#1", status="in_transit")
+    late = await add_shipment(pool, shop, "#2", status="in_transit")
+    failed = await add_shipment(pool, shop, "#3", status="failure")
+    await pool.execute(
+        "UPDATE shipments SET attention = 'late', attention_since = now() WHERE id = $1", late
+    )
+    await pool.execute(
+        "UPDATE shipments SET attention = 'returned_or_failed',"
+        " attention_since = now() WHERE id = $1",
+        failed,
+    )
+    assert await api_ids(client) == [failed, late, calm]
+    body = await html(client, "/")
+    assert "Returned or failed</span>" in body
+    assert "Late</span>" in body
+    rows = (await (await client.get("/api/shipments")).json())["shipments"]
+    assert [r["attention"] for r in rows] == ["returned_or_failed", "late", None]

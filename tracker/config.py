@@ -198,6 +198,22 @@ class PollingConfig(_Section):
     error_backoff_max: Duration = Field(
         timedelta(hours=12), description="Longest wait after repeated carrier errors."
     )
+    final_confirm_after: Duration = Field(
+        timedelta(hours=24),
+        description="Delivered or failed: one confirming poll this long after, then stop.",
+    )
+    not_found_give_up_after: Duration = Field(
+        timedelta(days=3), description="Stop polling a number the carrier never found."
+    )
+    expire_after: Duration = Field(
+        timedelta(days=30), description="Stop polling a parcel with no new scan for this long."
+    )
+    circuit_failures: int = Field(
+        5, ge=1, le=1000, description="Failed requests in a row that open a carrier's circuit."
+    )
+    circuit_open_for: Duration = Field(
+        timedelta(minutes=10), description="How long an open circuit leaves the carrier alone."
+    )
 
 
 class WritebackConfig(_Section):
@@ -218,6 +234,23 @@ class WritebackConfig(_Section):
     )
 
 
+class AttentionConfig(_Section):
+    interval: Duration = Field(
+        timedelta(minutes=2), description="How often attention flags are computed."
+    )
+    stalled_pre_transit_business_days: int = Field(
+        3, ge=1, le=60, description="No scan for this many weekdays before pickup: stalled."
+    )
+    stalled_in_transit_business_days: int = Field(
+        5, ge=1, le=60, description="No scan for this many weekdays in transit: stalled."
+    )
+    pickup_waiting_days: int = Field(
+        5, ge=1, le=60, description="Waiting at a pickup point longer than this: flagged."
+    )
+    not_found_days: int = Field(3, ge=1, le=60, description="Not found this long: flagged.")
+    late_days: int = Field(2, ge=0, le=60, description="This long past the first ETA: late.")
+
+
 class LogConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     json_lines: bool = Field(False, description="One JSON object per log line.")
@@ -236,6 +269,7 @@ class Config(_Section):
     sync: SyncConfig = Field(default_factory=SyncConfig)
     polling: PollingConfig = Field(default_factory=PollingConfig)
     writeback: WritebackConfig = Field(default_factory=WritebackConfig)
+    attention: AttentionConfig = Field(default_factory=AttentionConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
     @model_validator(mode="after")

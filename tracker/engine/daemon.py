@@ -28,6 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from carriers.base import Adapter
 from carriers.registry import build_adapters
 from tracker.config import Config
+from tracker.engine.attention import refresh_attention
 from tracker.engine.poller import poll_due
 from tracker.shopify.client import ShopifyClient, ShopifyError
 from tracker.shopify.subscriptions import callback_url, register_webhooks
@@ -110,6 +111,7 @@ class Daemon:
             ("sync", self.sync_all, self.config.sync.interval.total_seconds()),
             ("poll", self.poll_sweep, self.config.polling.sweep_interval.total_seconds()),
             ("webhooks", self.process_webhooks, WEBHOOK_INTERVAL_SECONDS),
+            ("attention", self.refresh_attention, self.config.attention.interval.total_seconds()),
         ]
         if self.config.writeback.enabled:
             jobs.append(
@@ -187,6 +189,11 @@ class Daemon:
                 )
             if report.claimed < batch:
                 return
+
+    async def refresh_attention(self) -> None:
+        changed = await refresh_attention(self.pool, self.config.attention)
+        if changed:
+            log.info("attention flags: %d shipments changed", changed)
 
     async def drain(self) -> None:
         assert self._writer is not None

@@ -1,14 +1,76 @@
-"""When to poll a shipment next: a pure function of what the last poll learned."""
+"""When to poll a shipment next, and how urgently: a pure function of what is known about it.
+
+Defaults (all configurable under ``polling``): a new shipment at once; pre-transit every 6 h;
+in transit every 4 h; out for delivery, or an ETA within the day, every hour and first in line;
+delivered or failed: one confirming poll after 24 h, then stop; not found: every 6 h for 3 days,
+then stop; no new scan for 30 days: stop (expired); carrier errors: exponential backoff with
+jitter, capped.
+"""
 
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from tracker.config import PollingConfig
 from tracker.domain import Status
 
 _PRE_TRANSIT = {None, Status.LABEL_PURCHASED, Status.LABEL_PRINTED, Status.CONFIRMED}
+
+# poll_priority: lower goes first when a carrier's budget cannot cover everything that is due.
+URGENT = 0  # out for delivery, or expected today
+MOVING = 50
+ROUTINE = 100
+CONFIRMING = 200
+
+
+@dataclass(frozen=True, slots=True)
+class PollFacts:
+    """What one poll left us knowing about a shipment."""
+
+    status: Status | None
+    carrier_state: str  # found, not_found, invalid_number, carrier_error, unavailable
+    failures: int  # consecutive failed polls
+    now: datetime
+    eta: datetime | None = None
+    not_found_since: datetime | None = None
+    last_scan_at: datetime | None = None
+    was_final: bool = False  # the status was already final before this poll
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    delay: timedelta | None  # None: stop polling
+    priority: int = ROUTINE
+    stop_reason: str | None = None
+    final_confirmed: bool = False
+
+
+def decide(facts: PollFacts, config: PollingConfig, rng: random.Random | None = None) -> Decision:
+    """The next poll for a shipment, from the facts of its last poll."""
+    if facts.carrier_state in ("carrier_error", "unavailable"):
+        base = config.in_transit_every / 8
+        delay = min(base * 2 ** max(facts.failures - 1, 0), config.error_backoff_max)
+        return Decision(_jitter(delay, rng), ROUTINE)
+    if facts.carrier_state in ("not_found", "invalid_number"):
+        since = facts.not_found_since or facts.now
+        if facts.now - since >= config.not_found_give_up_after:
+            return Decision(None, stop_reason="not found")
+        return Decision(_jitter(config.not_found_every, rng), ROUTINE)
+    status = facts.status
+    if status is not None and status.is_final:
+        if facts.was_final:
+            return Decision(None, stop_reason=None, final_confirmed=True)
+        return Decision(config.final_confirm_after, CONFIRMING)
+    if facts.last_scan_at is not None and facts.now - facts.last_scan_at >= config.expire_after:
+        return Decision(None, stop_reason="expired")
+    expected_today = facts.eta is not None and facts.eta - facts.now <= timedelta(hours=24)
+    if status is Status.OUT_FOR_DELIVERY or (expected_today and status not in _PRE_TRANSIT):
+        return Decision(_jitter(config.out_for_delivery_every, rng), URGENT)
+    if status in _PRE_TRANSIT:
+        return Decision(_jitter(config.pre_transit_every, rng), ROUTINE)
+    return Decision(_jitter(config.in_transit_every, rng), MOVING)
 
 
 def next_poll_delay(
@@ -19,25 +81,11 @@ def next_poll_delay(
     *,
     rng: random.Random | None = None,
 ) -> timedelta | None:
-    """How long until the next poll; None: stop polling (the parcel will not move again).
+    """The delay alone, for callers that know only the status (failed batches)."""
+    from datetime import UTC
 
-    ``carrier_state`` is what the carrier said on the last poll (``found``, ``not_found``,
-    ``invalid_number``, ``carrier_error``, ``unavailable``); ``failures`` counts consecutive
-    failed polls, for exponential backoff with jitter.
-    """
-    if carrier_state in ("carrier_error", "unavailable"):
-        base = config.in_transit_every / 8
-        delay = min(base * 2 ** max(failures - 1, 0), config.error_backoff_max)
-        return _jitter(delay, rng)
-    if carrier_state in ("not_found", "invalid_number"):
-        return _jitter(config.not_found_every, rng)
-    if status is not None and status.is_final:
-        return None
-    if status is Status.OUT_FOR_DELIVERY:
-        return _jitter(config.out_for_delivery_every, rng)
-    if status in _PRE_TRANSIT:
-        return _jitter(config.pre_transit_every, rng)
-    return _jitter(config.in_transit_every, rng)
+    facts = PollFacts(status, carrier_state, failures, datetime.now(UTC))
+    return decide(facts, config, rng).delay
 
 
 def _jitter(delay: timedelta, rng: random.Random | None) -> timedelta:

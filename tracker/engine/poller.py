@@ -28,7 +28,8 @@ from carriers.base import (
 from tracker.config import PollingConfig, WritebackConfig
 from tracker.domain import Status
 from tracker.engine.budget import next_budget_day, reserve
-from tracker.engine.policy import next_poll_delay
+from tracker.engine.circuit import open_circuits, record_failure, record_success
+from tracker.engine.policy import PollFacts, decide, next_poll_delay
 from tracker.engine.story import MULTI_PARCEL, lock_multi_parcel, tell_story
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ WHERE id IN (
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, carrier, tracking_number, poll_failures
+RETURNING id, carrier, tracking_number, poll_failures, status, not_found_since,
+          estimated_delivery_at
 """
 
 _INSERT_EVENTS = """
@@ -67,7 +69,7 @@ ORDER BY shipment_id, happened_at DESC, array_position($2::text[], status) DESC,
 """
 
 _LAST = """
-SELECT DISTINCT ON (shipment_id) shipment_id, id
+SELECT DISTINCT ON (shipment_id) shipment_id, id, happened_at
 FROM tracking_events WHERE shipment_id = ANY($1::bigint[])
 ORDER BY shipment_id, happened_at DESC, id DESC
 """
@@ -77,14 +79,19 @@ UPDATE shipments AS s SET
     status = u.status, status_at = u.status_at, last_event_id = u.last_event_id,
     carrier_state = u.carrier_state, carrier_message = u.carrier_message,
     estimated_delivery_at = COALESCE(u.eta, s.estimated_delivery_at),
+    first_eta = COALESCE(s.first_eta, u.eta),
     poll_failures = u.failures, last_polled_at = now(),
     next_poll_at = COALESCE(now() + u.delay, s.next_poll_at),
     active = u.delay IS NOT NULL,
+    poll_priority = u.priority, last_scan_at = u.last_scan_at,
+    not_found_since = u.not_found_since, final_confirmed = u.final_confirmed,
+    stopped_reason = u.stopped_reason,
     lease_owner = NULL, lease_until = NULL, updated_at = now()
 FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[], $7::text[],
-            $8::timestamptz[], $9::int[], $10::interval[])
+            $8::timestamptz[], $9::int[], $10::interval[], $11::smallint[],
+            $12::timestamptz[], $13::timestamptz[], $14::boolean[], $15::text[])
      AS u(id, status, status_at, last_event_id, carrier_state, carrier_message, eta, failures,
-          delay)
+          delay, priority, last_scan_at, not_found_since, final_confirmed, stopped_reason)
 WHERE s.id = u.id AND s.lease_owner = $1
 """
 
@@ -104,6 +111,9 @@ class ClaimedShipment:
     carrier: str
     tracking_number: str
     poll_failures: int
+    status: Status | None = None
+    not_found_since: datetime | None = None
+    estimated_delivery_at: datetime | None = None
 
 
 @dataclass
@@ -114,6 +124,8 @@ class PollReport:
     failed_batches: int = 0
     over_budget: int = 0
     outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    over_budget_by_carrier: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    new_events_by_carrier: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 async def claim_due(
@@ -121,7 +133,15 @@ async def claim_due(
 ) -> list[ClaimedShipment]:
     rows = await pool.fetch(_CLAIM, worker, lease, limit, list(carriers))
     return [
-        ClaimedShipment(r["id"], r["carrier"], r["tracking_number"], r["poll_failures"])
+        ClaimedShipment(
+            r["id"],
+            r["carrier"],
+            r["tracking_number"],
+            r["poll_failures"],
+            Status(r["status"]) if r["status"] else None,
+            r["not_found_since"],
+            r["estimated_delivery_at"],
+        )
         for r in rows
     ]
 
@@ -139,9 +159,11 @@ async def poll_due(
     ``settings`` (``carriers.<code>`` of the configuration) supplies configured daily quotas.
     """
     report = PollReport()
-    if not adapters:
+    resting = await open_circuits(pool)
+    carriers = [code for code in adapters if code not in resting]
+    if not carriers:
         return report
-    claimed = await claim_due(pool, worker, polling.lease, polling.batch_size, list(adapters))
+    claimed = await claim_due(pool, worker, polling.lease, polling.batch_size, carriers)
     report.claimed = len(claimed)
     by_carrier: dict[str, list[ClaimedShipment]] = defaultdict(list)
     for shipment in claimed:
@@ -178,35 +200,48 @@ async def _poll_carrier(
     size = max(1, adapter.max_batch)
 
     per_day = daily_quota(adapter, settings)
+    failures_seen = [True]  # reset the carrier's circuit once per sweep on the first success
 
     async def one_batch(batch: list[ClaimedShipment]) -> None:
         async with in_flight:
             if not await reserve(pool, adapter.code, 1, per_day):
                 await postpone(pool, worker, batch, next_budget_day())
                 report.over_budget += len(batch)
+                report.over_budget_by_carrier[adapter.code] += len(batch)
                 return
+            context = {"carrier": adapter.code, "shipments": len(batch)}
             try:
                 results = await adapter.track([s.tracking_number for s in batch])
             except CarrierAuthError as exc:
-                log.error("%s rejected our credentials: %s", adapter.code, exc)
+                log.error("%s rejected our credentials: %s", adapter.code, exc, extra=context)
                 await release_failed(pool, worker, batch, "carrier_error", str(exc), polling)
                 report.failed_batches += 1
                 return
             except CarrierUnavailable as exc:
-                log.warning("%s unavailable for %d shipments: %s", adapter.code, len(batch), exc)
+                log.warning("%s unavailable: %s", adapter.code, exc, extra=context)
                 await release_failed(pool, worker, batch, "unavailable", str(exc), polling)
+                await record_failure(
+                    pool,
+                    adapter.code,
+                    str(exc),
+                    threshold=polling.circuit_failures,
+                    open_for=polling.circuit_open_for,
+                )
                 report.failed_batches += 1
                 return
             except (CarrierError, ValueError, TypeError, KeyError) as exc:
-                log.exception("%s adapter failed on a batch", adapter.code)
+                log.exception("%s adapter failed on a batch", adapter.code, extra=context)
                 await release_failed(
                     pool, worker, batch, "carrier_error", f"adapter error: {exc}", polling
                 )
                 report.failed_batches += 1
                 return
-            report.new_events += await record_results(
-                pool, worker, batch, results, polling, writeback
-            )
+            if failures_seen:
+                await record_success(pool, adapter.code)
+                failures_seen.clear()
+            new_events = await record_results(pool, worker, batch, results, polling, writeback)
+            report.new_events += new_events
+            report.new_events_by_carrier[adapter.code] += new_events
             report.polled += len(batch)
             for result in results.values():
                 report.outcomes[result.outcome.value] += 1
@@ -284,27 +319,47 @@ async def record_results(
         current = {
             r["shipment_id"]: r for r in await conn.fetch(_CURRENT, ids, [s.value for s in Status])
         }
-        last = {r["shipment_id"]: r["id"] for r in await conn.fetch(_LAST, ids)}
-        update: list[list[object]] = [[] for _ in range(9)]
+        last = {r["shipment_id"]: r for r in await conn.fetch(_LAST, ids)}
+        update: list[list[object]] = [[] for _ in range(14)]
         for shipment in batch:
             result = results.get(shipment.tracking_number) or TrackResult.error(
                 shipment.tracking_number, "the adapter returned no result for this number"
             )
             newest = current.get(shipment.id)
+            latest = last.get(shipment.id)
             status = Status(newest["status"]) if newest else None
             state = result.outcome.value
             failures = shipment.poll_failures + 1 if result.outcome is Outcome.ERROR else 0
-            delay = next_poll_delay(status, state, failures, polling)
+            missing = result.outcome in (Outcome.NOT_FOUND, Outcome.INVALID)
+            not_found_since = (shipment.not_found_since or now) if missing else None
+            decision = decide(
+                PollFacts(
+                    status=status,
+                    carrier_state=state,
+                    failures=failures,
+                    now=now,
+                    eta=result.estimated_delivery_at or shipment.estimated_delivery_at,
+                    not_found_since=not_found_since,
+                    last_scan_at=latest["happened_at"] if latest else None,
+                    was_final=shipment.status is not None and shipment.status.is_final,
+                ),
+                polling,
+            )
             values: tuple[object, ...] = (
                 shipment.id,
                 status.value if status else None,
                 newest["happened_at"] if newest else None,
-                last.get(shipment.id),
+                latest["id"] if latest else None,
                 state,
                 result.message[:1000],
                 result.estimated_delivery_at,
                 failures,
-                delay,
+                decision.delay,
+                decision.priority,
+                latest["happened_at"] if latest else None,
+                not_found_since,
+                decision.final_confirmed,
+                decision.stop_reason,
             )
             for col, value in zip(update, values, strict=True):
                 col.append(value)

@@ -145,6 +145,7 @@ def daemon_config(sandboxes: Sandboxes, *, speed: float) -> dict[str, object]:
             "error_backoff_max": every(12),
         },
         "writeback": {"drain_interval": "1s"},
+        "attention": {"interval": "5s"},
     }
 
 

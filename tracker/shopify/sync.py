@@ -107,11 +107,27 @@ def parcels_of_order(order: dict[str, Any]) -> tuple[list[TrackedParcel], list[s
                     fulfilled_at=_parse_time(fulfillment.get("createdAt")),
                 )
             )
+        if not seen:  # fulfilled without a tracking number: shown, flagged, never polled
+            parcels.append(
+                TrackedParcel(
+                    order_id=order["id"],
+                    order_name=order["name"],
+                    fulfillment_id=fulfillment_id,
+                    tracking_number="",
+                    company=None,
+                    url=None,
+                    carrier=None,
+                    carrier_source="unknown",
+                    fulfilled_at=_parse_time(fulfillment.get("createdAt")),
+                )
+            )
     return parcels, stopped
 
 
 def untracked_reason(parcel: TrackedParcel) -> str:
     """What the status table says when no enabled carrier can poll this parcel."""
+    if not parcel.tracking_number:
+        return "fulfilled without a tracking number"
     if parcel.carrier is None:
         company = parcel.company or "no carrier given"
         return f"carrier not recognised ({company}) and the number matches no known format"
@@ -233,10 +249,12 @@ async def apply_orders(
             """
             INSERT INTO shipments AS s (shop_id, order_id, order_name, fulfillment_id,
                 tracking_number, tracking_company, tracking_url, carrier, carrier_source,
-                fulfilled_at, carrier_state, carrier_message)
+                fulfilled_at, carrier_state, carrier_message, active)
             SELECT $1, o, n, f, t, c, u, cr, cs, fa,
-                   CASE WHEN cr = ANY($10::text[]) THEN 'pending' ELSE 'no_adapter' END,
-                   CASE WHEN cr = ANY($10::text[]) THEN '' ELSE m END
+                   CASE WHEN t = '' THEN 'untracked'
+                        WHEN cr = ANY($10::text[]) THEN 'pending' ELSE 'no_adapter' END,
+                   CASE WHEN cr = ANY($10::text[]) THEN '' ELSE m END,
+                   t <> ''
             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                         $8::text[], $9::timestamptz[], $11::text[], $12::text[])
                  AS p(o, n, f, t, c, u, cr, fa, cs, m)
@@ -287,7 +305,7 @@ async def apply_orders(
             """
             UPDATE shipments SET active = false, lease_owner = NULL, lease_until = NULL,
                    retired_reason = 'fulfillment or order cancelled', updated_at = now()
-            WHERE shop_id = $1 AND fulfillment_id = ANY($2::text[]) AND active
+            WHERE shop_id = $1 AND fulfillment_id = ANY($2::text[]) AND retired_reason IS NULL
             """,
             shop_id,
             stopped,
@@ -302,7 +320,7 @@ async def apply_orders(
         rows = await conn.fetch(
             """
             SELECT id, fulfillment_id, tracking_number FROM shipments
-            WHERE shop_id = $1 AND fulfillment_id = ANY($2::text[]) AND active
+            WHERE shop_id = $1 AND fulfillment_id = ANY($2::text[]) AND retired_reason IS NULL
             """,
             shop_id,
             read_fulfillments,

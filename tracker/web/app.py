@@ -102,6 +102,7 @@ class Pages:
             carrier_problem=present.carrier_problem,
             place=present.place,
             writeback_words=present.WRITEBACK_WORDS,
+            attention_words=present.ATTENTION_WORDS,
         )
         css = resources.files("tracker.web").joinpath("static/style.css").read_text("utf-8")
         digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
@@ -225,6 +226,10 @@ async def status_table(request: web.Request) -> web.Response:
         "SELECT domain, last_sync_error, notice FROM shops"
         " WHERE last_sync_error IS NOT NULL OR notice IS NOT NULL ORDER BY domain"
     )
+    resting_carriers = await pool.fetch(
+        "SELECT carrier, opened_until, last_error FROM carrier_circuits"
+        " WHERE opened_until > now() ORDER BY carrier"
+    )
     summary = [
         {
             "status": status,
@@ -251,6 +256,7 @@ async def status_table(request: web.Request) -> web.Response:
         next_url=next_url,
         first_url=listing.query() if listing.after is not None else None,
         store_problems=store_problems,
+        resting_carriers=resting_carriers,
     )
 
 

@@ -58,6 +58,18 @@ CARRIER_STATE_WORDS: dict[str, str] = {
     "no_adapter": "Not tracked",
 }
 
+ATTENTION_WORDS: dict[str, str] = {
+    "returned_or_failed": "Returned or failed",
+    "delivery_attempt_failed": "Delivery attempt failed",
+    "not_found": "Carrier cannot find it",
+    "expired": "No scan for 30 days",
+    "stalled": "Stalled",
+    "late": "Late",
+    "waiting_at_pickup": "Waiting at pickup point",
+    "no_tracking_number": "No tracking number",
+    "carrier_not_tracked": "Carrier not tracked",
+}
+
 WRITEBACK_WORDS: dict[str, str] = {
     "pending": "Pending",
     "sending": "Sending",
@@ -162,6 +174,8 @@ def shipment_json(row: Row) -> dict[str, Any]:
         "status": row["status"],
         "status_at": iso(row["status_at"]),
         "carrier_state": row["carrier_state"],
+        "attention": row["attention"],
+        "attention_since": iso(row["attention_since"]),
         "carrier_message": row["carrier_message"],
         "last_event": last_event_json(row),
         "estimated_delivery_at": iso(row["estimated_delivery_at"]),

@@ -4,7 +4,9 @@ Every statement is plain SQL with ``$n`` parameters, written out whole; nothing 
 sends is ever part of the SQL text.
 
 The table's order is a keyset: ``(sort_rank, sort_time, id)``, all ascending.
-``sort_rank`` puts carrier problems first, then statuses by :data:`tracker.domain.URGENCY`;
+``sort_rank`` puts attention flags first (most urgent first, see
+:data:`tracker.engine.attention.FLAGS`),
+then other carrier problems, then statuses by :data:`tracker.domain.URGENCY`;
 ``sort_time`` is minus the microseconds since the epoch of ``status_at`` (newest first, no
 status time last). A page ends with the key of its last row, and the next page starts after it.
 """
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from tracker.domain import URGENCY
+from tracker.engine.attention import FLAGS
 
 CARRIER_PROBLEMS = ("not_found", "invalid_number", "carrier_error", "unavailable", "no_adapter")
 DEFAULT_LIMIT = 100
@@ -105,8 +108,10 @@ WITH page AS (
     SELECT k.id, k.sort_rank, k.sort_time
     FROM (
         SELECT s.id,
-               CASE WHEN s.carrier_state = ANY($9::text[]) THEN 0
-                    ELSE 1 + COALESCE(($7::int[])[array_position($6::text[], s.status)], $8::int)
+               CASE WHEN s.attention IS NOT NULL
+                        THEN COALESCE(array_position($14::text[], s.attention), 0)
+                    WHEN s.carrier_state = ANY($9::text[]) THEN 20
+                    ELSE 21 + COALESCE(($7::int[])[array_position($6::text[], s.status)], $8::int)
                END AS sort_rank,
                COALESCE(-(extract(epoch FROM s.status_at) * 1000000)::bigint,
                         9223372036854775807) AS sort_time
@@ -127,7 +132,7 @@ WITH page AS (
 SELECT page.sort_rank, page.sort_time,
        s.id, sh.domain AS shop, s.order_id, s.order_name, s.fulfillment_id, s.tracking_number,
        s.tracking_company, s.carrier, s.carrier_source, s.status, s.status_at, s.carrier_state,
-       s.carrier_message,
+       s.carrier_message, s.attention, s.attention_since,
        s.estimated_delivery_at, s.active, s.retired_reason, s.last_polled_at,
        ev.id AS ev_id, ev.status AS ev_status, ev.message AS ev_message, ev.city AS ev_city,
        ev.province AS ev_province, ev.country AS ev_country, ev.zip AS ev_zip,
@@ -157,7 +162,7 @@ ORDER BY page.sort_rank, page.sort_time, page.id
 SHIPMENT_BY_ID = """
 SELECT s.id, sh.domain AS shop, s.order_id, s.order_name, s.fulfillment_id, s.tracking_number,
        s.tracking_company, s.carrier, s.carrier_source, s.status, s.status_at, s.carrier_state,
-       s.carrier_message,
+       s.carrier_message, s.attention, s.attention_since,
        s.estimated_delivery_at, s.active, s.retired_reason, s.last_polled_at,
        ev.id AS ev_id, ev.status AS ev_status, ev.message AS ev_message, ev.city AS ev_city,
        ev.province AS ev_province, ev.country AS ev_country, ev.zip AS ev_zip,
@@ -244,6 +249,7 @@ async def fetch_shipment_page(
         None if after is None else after.time,
         None if after is None else after.id,
         limit + 1,
+        list(FLAGS),
     )
     next_key = None
     if len(rows) > limit:

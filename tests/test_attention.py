@@ -1,0 +1,143 @@
+"""Attention flags and carrier circuits, computed and kept in PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tracker.config import AttentionConfig
+from tracker.engine.attention import refresh_attention
+from tracker.engine.circuit import open_circuits, record_failure, record_success
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "weekdays"),
+    [
+        ("2026-11-27 10:00Z", "2026-11-30 10:00Z", 1),  # Friday to Monday: only Monday
+        ("2026-11-23 10:00Z", "2026-11-27 10:00Z", 4),  # Monday to Friday
+        ("2026-11-27 10:00Z", "2026-11-29 23:00Z", 0),  # the weekend does not count
+        ("2026-11-27 10:00Z", "2026-11-27 09:00Z", 0),
+    ],
+)
+async def test_business_days(conn, start, end, weekdays):
+    assert (
+        await conn.fetchval(
+            "SELECT business_days_between($1::timestamptz, $2::timestamptz)",
+            datetime.fromisoformat(start.replace("Z", "+00:00")),
+            datetime.fromisoformat(end.replace("Z", "+00:00")),
+        )
+        == weekdays
+    )
+
+
+async def add(conn, name: str, **columns) -> int:
+    shop = await conn.fetchval(
+        "INSERT INTO shops (domain, api_version) VALUES ('a.myshopify.com', '2026-10')"
+        " ON CONFLICT (domain) DO UPDATE SET api_version = EXCLUDED.api_version RETURNING id"
+    )
+    values = {"carrier": "dhl", "carrier_state": "found", **columns}
+    names = ", ".join(values)
+    params = ", ".join(f"${i}" for i in range(6, 6 + len(values)))
+    return await conn.fetchval(
+        f"INSERT INTO shipments (shop_id, order_id, order_name, fulfillment_id, tracking_number,"
+        f" {names}) VALUES ($1, $2, $3, $4, $5, {params}) RETURNING id",
+        shop,
+        f"gid://shopify/Order/{name}",
+        name,
+        f"gid://shopify/Fulfillment/{name}",
+        f"N{name}",
+        *values.values(),
+    )
+
+
+async def test_each_shipment_carries_its_most_urgent_flag(conn, pool):
+    now = datetime.now(UTC)
+    long_ago = now - timedelta(days=14)
+    ids = {
+        "failed": await add(conn, "failed", status="failure", last_scan_at=now),
+        "attempt": await add(conn, "attempt", status="attempted_delivery", last_scan_at=now),
+        "missing": await add(
+            conn, "missing", carrier_state="not_found", not_found_since=now - timedelta(days=4)
+        ),
+        "missing_new": await add(
+            conn, "missing_new", carrier_state="not_found", not_found_since=now - timedelta(days=1)
+        ),
+        "expired": await add(
+            conn,
+            "expired",
+            status="in_transit",
+            stopped_reason="expired",
+            active=False,
+            last_scan_at=now - timedelta(days=31),
+        ),
+        "stalled": await add(conn, "stalled", status="in_transit", last_scan_at=long_ago),
+        "moving": await add(conn, "moving", status="in_transit", last_scan_at=now),
+        "late": await add(
+            conn, "late", status="in_transit", last_scan_at=now, first_eta=now - timedelta(days=3)
+        ),
+        "pickup": await add(
+            conn,
+            "pickup",
+            status="ready_for_pickup",
+            last_scan_at=now,
+            status_at=now - timedelta(days=6),
+        ),
+        "untracked": await add(
+            conn, "untracked", carrier=None, carrier_state="untracked", active=False
+        ),
+        "unknown": await add(conn, "unknown", carrier=None, carrier_state="no_adapter"),
+        "done": await add(
+            conn, "done", status="delivered", last_scan_at=long_ago, first_eta=long_ago
+        ),
+        "retired": await add(
+            conn, "retired", status="failure", retired_reason="fulfillment or order cancelled"
+        ),
+    }
+    assert await refresh_attention(pool, AttentionConfig()) == 9
+    rows = await conn.fetch("SELECT order_name, attention, attention_since FROM shipments")
+    flags = {r["order_name"]: r["attention"] for r in rows}
+    assert flags == {
+        "failed": "returned_or_failed",
+        "attempt": "delivery_attempt_failed",
+        "missing": "not_found",
+        "missing_new": None,
+        "expired": "expired",
+        "stalled": "stalled",
+        "moving": None,
+        "late": "late",
+        "pickup": "waiting_at_pickup",
+        "untracked": "no_tracking_number",
+        "unknown": "carrier_not_tracked",
+        "done": None,
+        "retired": None,
+    }
+    assert all((r["attention"] is None) == (r["attention_since"] is None) for r in rows)
+    # Delivered at last: the flag goes; a second run changes nothing more.
+    await conn.execute("UPDATE shipments SET status = 'delivered' WHERE id = $1", ids["late"])
+    assert await refresh_attention(pool, AttentionConfig()) == 1
+    assert await refresh_attention(pool, AttentionConfig()) == 0
+
+
+async def test_thresholds_are_configurable(conn, pool):
+    await add(
+        conn, "stalled", status="in_transit", last_scan_at=datetime.now(UTC) - timedelta(days=14)
+    )
+    assert await refresh_attention(pool, AttentionConfig(stalled_in_transit_business_days=30)) == 0
+    assert await refresh_attention(pool, AttentionConfig()) == 1
+
+
+async def test_a_failing_carrier_opens_its_circuit_and_a_success_closes_it(pool):
+    for _ in range(4):
+        assert not await record_failure(
+            pool, "dhl", "HTTP 503", threshold=5, open_for=timedelta(minutes=10)
+        )
+    assert await open_circuits(pool) == {}
+    assert await record_failure(
+        pool, "dhl", "HTTP 503", threshold=5, open_for=timedelta(minutes=10)
+    )
+    assert set(await open_circuits(pool)) == {"dhl"}
+    await record_failure(pool, "ups", "timeout", threshold=5, open_for=timedelta(minutes=10))
+    assert set(await open_circuits(pool)) == {"dhl"}  # other carriers unaffected
+    await record_success(pool, "dhl")
+    assert await open_circuits(pool) == {}

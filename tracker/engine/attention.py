@@ -1,0 +1,77 @@
+"""Attention flags: which shipments a person should look at, computed in PostgreSQL.
+
+Each shipment carries its most urgent flag (or none), in this order: returned or failed,
+failed delivery attempt, not found (after ``attention.not_found_days``), expired (no scan for
+``polling.expire_after``), stalled (no scan for N weekdays: fewer before pickup than in
+transit), late (``attention.late_days`` past the first ETA), waiting at a pickup point, fulfilled
+without a tracking number, carrier not tracked (unknown, or not enabled).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from tracker.config import AttentionConfig
+
+FLAGS = (
+    "returned_or_failed",
+    "delivery_attempt_failed",
+    "not_found",
+    "expired",
+    "stalled",
+    "late",
+    "waiting_at_pickup",
+    "no_tracking_number",
+    "carrier_not_tracked",
+)
+"""Most urgent first."""
+
+_REFRESH = """
+WITH computed AS (
+    SELECT s.id,
+        CASE
+            WHEN s.carrier_state = 'untracked' THEN 'no_tracking_number'
+            WHEN s.retired_reason IS NOT NULL OR s.status = 'delivered' THEN NULL
+            WHEN s.status = 'failure' THEN 'returned_or_failed'
+            WHEN s.status = 'attempted_delivery' THEN 'delivery_attempt_failed'
+            WHEN s.carrier_state IN ('not_found', 'invalid_number')
+                 AND s.not_found_since <= now() - make_interval(days => $1::int) THEN 'not_found'
+            WHEN s.stopped_reason = 'expired' THEN 'expired'
+            WHEN s.carrier_state = 'found'
+                 AND business_days_between(COALESCE(s.last_scan_at, s.fulfilled_at, s.created_at),
+                                           now())
+                     >= CASE WHEN s.status IS NULL
+                                  OR s.status IN ('label_purchased', 'label_printed', 'confirmed')
+                             THEN $2::int ELSE $3::int END
+                THEN 'stalled'
+            WHEN s.first_eta IS NOT NULL AND s.first_eta + make_interval(days => $4::int) < now()
+                THEN 'late'
+            WHEN s.status = 'ready_for_pickup'
+                 AND s.status_at <= now() - make_interval(days => $5::int) THEN 'waiting_at_pickup'
+            WHEN s.carrier_state = 'no_adapter' THEN 'carrier_not_tracked'
+        END AS flag
+    FROM shipments s
+    WHERE (s.status IS DISTINCT FROM 'delivered' OR s.attention IS NOT NULL)
+      AND ($6::bigint[] IS NULL OR s.id = ANY($6::bigint[]))
+)
+UPDATE shipments s SET attention = c.flag,
+       attention_since = CASE WHEN c.flag IS NULL THEN NULL ELSE now() END
+FROM computed c
+WHERE s.id = c.id AND c.flag IS DISTINCT FROM s.attention
+"""
+
+
+async def refresh_attention(
+    pool: asyncpg.Pool, config: AttentionConfig, ids: list[int] | None = None
+) -> int:
+    """Recompute flags (of ``ids``, or of every shipment that may need one); returns changes."""
+    result = await pool.execute(
+        _REFRESH,
+        config.not_found_days,
+        config.stalled_pre_transit_business_days,
+        config.stalled_in_transit_business_days,
+        config.late_days,
+        config.pickup_waiting_days,
+        ids,
+    )
+    return int(result.split()[-1])

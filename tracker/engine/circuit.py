@@ -1,0 +1,58 @@
+"""Per-carrier circuit breakers, shared by every worker through PostgreSQL.
+
+After ``polling.circuit_failures`` failed requests in a row (timeouts, 5xx, 429 after retries),
+a carrier is left alone for ``polling.circuit_open_for``; its shipments wait, the other
+carriers go on, and the status table says so. The first success closes it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+
+async def open_circuits(pool: asyncpg.Pool) -> dict[str, datetime]:
+    """Carriers whose circuit is open now, with when it closes."""
+    rows = await pool.fetch(
+        "SELECT carrier, opened_until FROM carrier_circuits WHERE opened_until > now()"
+    )
+    return {r["carrier"]: r["opened_until"] for r in rows}
+
+
+async def record_failure(
+    pool: asyncpg.Pool, carrier: str, error: str, *, threshold: int, open_for: timedelta
+) -> bool:
+    """Count one failed request; True when this failure opened the circuit."""
+    opened: bool | None = await pool.fetchval(
+        """
+        INSERT INTO carrier_circuits AS c (carrier, failures, last_error, updated_at)
+        VALUES ($1, 1, $2, now())
+        ON CONFLICT (carrier) DO UPDATE SET
+            failures = c.failures + 1, last_error = EXCLUDED.last_error, updated_at = now(),
+            opened_until = CASE
+                WHEN c.failures + 1 >= $3 AND (c.opened_until IS NULL OR c.opened_until < now())
+                THEN now() + $4::interval ELSE c.opened_until END
+        RETURNING opened_until > now() AND failures >= $3
+        """,
+        carrier,
+        error[:500],
+        threshold,
+        open_for,
+    )
+    if opened:
+        log.warning("%s circuit open for %s after repeated failures: %s", carrier, open_for, error)
+    return bool(opened)
+
+
+async def record_success(pool: asyncpg.Pool, carrier: str) -> None:
+    await pool.execute(
+        """
+        UPDATE carrier_circuits SET failures = 0, opened_until = NULL, updated_at = now()
+        WHERE carrier = $1 AND (failures > 0 OR opened_until IS NOT NULL)
+        """,
+        carrier,
+    )
