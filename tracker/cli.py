@@ -182,10 +182,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(config: Config | None, override: str | None) -> None:
-    from tracker.logs import configure_logging
+    from tracker.logs import configure_logging, secret_values
 
     level = override or (config.log.level if config else "INFO")
-    configure_logging(level, json_lines=bool(config and config.log.json_lines))
+    configure_logging(
+        level,
+        json_lines=bool(config and config.log.json_lines),
+        secrets=secret_values(config) if config else (),
+    )
 
 
 def run_until_signal(main_coro: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 
 from tracker.config import Config, load_config
-from tracker.logs import configure_logging
+from tracker.logs import configure_logging, secret_values
 from tracker.shopify.client import ShopifyClient
 from tracker.shopify.subscriptions import TopicRegistration, callback_url, register_webhooks
 
@@ -35,7 +35,11 @@ async def register_all(config: Config, url: str) -> dict[str, list[TopicRegistra
 
 def register_command(config_path: Path | None, log_level: str | None) -> int:
     config = load_config(config_path)
-    configure_logging(log_level or "WARNING", json_lines=config.log.json_lines)
+    configure_logging(
+        log_level or "WARNING",
+        json_lines=config.log.json_lines,
+        secrets=secret_values(config),
+    )
     if not config.web.public_url:
         print(
             "tracker webhooks register: web.public_url is not set: it is the URL Shopify "

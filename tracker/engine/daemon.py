@@ -30,12 +30,15 @@ from carriers.registry import build_adapters
 from tracker.config import Config
 from tracker.engine.attention import refresh_attention
 from tracker.engine.poller import poll_due
+from tracker.logs import log_context
+from tracker.metrics import Metrics, MetricsSource, timed
 from tracker.shopify.client import ShopifyClient, ShopifyError
 from tracker.shopify.subscriptions import callback_url, register_webhooks
 from tracker.shopify.sync import ShopRow, ensure_shops, record_sync_error, sync_shop
 from tracker.shopify.webhooks import WebhookProcessor
-from tracker.shopify.writeback import Writer
+from tracker.shopify.writeback import Writer, WriteReport
 from tracker.web.app import build_app
+from tracker.web.metrics import add_metrics_route
 from tracker.web.webhooks import WEBHOOK_ENDPOINT
 
 log = logging.getLogger(__name__)
@@ -54,10 +57,12 @@ class Daemon:
     pool: asyncpg.Pool
     worker: str = field(default_factory=new_worker_id)
     url: str = ""
+    metrics: Metrics = field(default_factory=Metrics)
     _session: aiohttp.ClientSession | None = None
     _scheduler: AsyncIOScheduler | None = None
     _runner: web.AppRunner | None = None
     _adapters: dict[str, Adapter] = field(default_factory=dict)
+    _timed_adapters: dict[str, Adapter] = field(default_factory=dict)
     _clients: dict[int, ShopifyClient] = field(default_factory=dict)
     _shops: dict[int, ShopRow] = field(default_factory=dict)
     _writer: Writer | None = None
@@ -76,6 +81,7 @@ class Daemon:
             row = rows[shop.domain]
             self._shops[row.id] = row
             self._clients[row.id] = ShopifyClient(shop, self._session)
+        self.metrics.prepare(self._adapters, [row.domain for row in self._shops.values()])
         self._writer = Writer(
             self.pool, self._clients, self._shops, self.config.writeback, self.worker
         )
@@ -98,6 +104,8 @@ class Daemon:
     async def _start_web(self) -> None:
         app = build_app(self.pool, self.config)
         app[WEBHOOK_ENDPOINT].on_stored = self._webhook_stored
+        app[WEBHOOK_ENDPOINT].on_received = self.metrics.webhook_received
+        add_metrics_route(app, self.metrics_source())
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.web.host, self.config.web.port)
@@ -142,7 +150,10 @@ class Daemon:
             try:
                 await job()
             except asyncio.CancelledError:
-                raise
+                if not self._stopping:
+                    raise
+                # stop() cut it short after the grace period: one line, not a traceback.
+                log.warning("%s job cancelled: still running when the daemon stopped", name)
             except (
                 OSError,
                 asyncpg.InterfaceError,
@@ -162,11 +173,17 @@ class Daemon:
             if self._stopping:
                 return
             shop = self._shops[shop_id]
-            try:
-                await sync_shop(self.pool, client, shop, self.config.sync, list(self._adapters))
-            except ShopifyError as exc:
-                log.error("sync of %s failed: %s", shop.domain, exc)
-                await record_sync_error(self.pool, shop, str(exc))
+            with log_context(shop=shop.domain):
+                try:
+                    report = await sync_shop(
+                        self.pool, client, shop, self.config.sync, list(self._adapters)
+                    )
+                except ShopifyError as exc:
+                    log.error("sync of %s failed: %s", shop.domain, exc)
+                    await record_sync_error(self.pool, shop, str(exc))
+                    continue
+            if report is not None:
+                self.metrics.synced(shop.domain, report)
 
     async def poll_sweep(self) -> None:
         """Claim and poll batches until nothing more is due (or the daemon stops)."""
@@ -174,18 +191,25 @@ class Daemon:
         while not self._stopping:
             report = await poll_due(
                 self.pool,
-                self._adapters,
+                self._timed(),
                 self.config.polling,
                 self.config.writeback,
                 self.worker,
                 self.config.carriers,
             )
+            self.metrics.polled(report)
             if report.claimed:
                 log.info(
                     "polled %d shipments: %d new events, outcomes %s",
                     report.polled,
                     report.new_events,
                     dict(report.outcomes),
+                    extra={
+                        "claimed": report.claimed,
+                        "new_events": report.new_events,
+                        "outcomes": dict(report.outcomes),
+                        "over_budget": report.over_budget,
+                    },
                 )
             if report.claimed < batch:
                 return
@@ -196,16 +220,26 @@ class Daemon:
             log.info("attention flags: %d shipments changed", changed)
 
     async def drain(self) -> None:
+        """Write pending events to each shop in turn (what ``Writer.drain`` does, per shop)."""
         assert self._writer is not None
-        report = await self._writer.drain()
-        if report.written or report.failed or report.reconciled or report.reverted:
-            log.info(
-                "write-back: %d written, %d failed, %d reconciled, %d to resend",
-                report.written,
-                report.failed,
-                report.reconciled,
-                report.reverted,
-            )
+        for shop_id, client in self._clients.items():
+            shop = self._shops[shop_id]
+            report = WriteReport()
+            try:
+                with log_context(shop=shop.domain):
+                    await self._writer.drain_shop(shop, client, report)
+            finally:
+                self.metrics.wrote(shop.domain, report)
+            if report.written or report.failed or report.reconciled or report.reverted:
+                log.info(
+                    "write-back to %s: %d written, %d failed, %d reconciled, %d to resend",
+                    shop.domain,
+                    report.written,
+                    report.failed,
+                    report.reconciled,
+                    report.reverted,
+                    extra={"shop": shop.domain, "written": report.written, "failed": report.failed},
+                )
 
     async def process_webhooks(self) -> None:
         assert self._webhooks is not None
@@ -236,13 +270,36 @@ class Daemon:
                 return
             for result in await register_webhooks(client, url):
                 if result.outcome == "failed":
-                    log.error("webhook registration of %s: %s", client.domain, result.describe())
+                    log.error(
+                        "webhook registration of %s: %s",
+                        client.domain,
+                        result.describe(),
+                        extra={"shop": client.domain},
+                    )
+
+    def _timed(self) -> dict[str, Adapter]:
+        """The adapters as the poller gets them: each call timed and counted in ``metrics``."""
+        if self._timed_adapters.keys() != self._adapters.keys():
+            self._timed_adapters = {c: timed(a, self.metrics) for c, a in self._adapters.items()}
+        return self._timed_adapters
+
+    def metrics_source(self) -> MetricsSource:
+        """What ``/metrics`` reads for this daemon."""
+        return MetricsSource(
+            self.metrics,
+            self.pool,
+            tuple(self._adapters),
+            {shop_id: row.domain for shop_id, row in self._shops.items()},
+            {client.domain: client for client in self._clients.values()},
+        )
 
     async def stop(self) -> None:
         """Stop claiming, let running jobs finish for a while, then cancel them."""
         self._stopping = True
         if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
+            # Pause, not shut down: APScheduler's asyncio executor cancels running jobs on
+            # shutdown, which would cut in-flight work short without its grace period.
+            self._scheduler.pause()
         running = set(self._jobs)
         if running:
             _, late = await asyncio.wait(running, timeout=SHUTDOWN_GRACE_SECONDS)
@@ -250,6 +307,8 @@ class Daemon:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=2)
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
         await self.pool.execute(
             "UPDATE shipments SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
             self.worker,

@@ -175,10 +175,13 @@ class Writer:
             else:
                 blocked.add(row["fulfillment_id"])
         for fulfillment_id, events in expired.items():
+            ids: dict[str, object] = {"fulfillment_id": fulfillment_id}
             try:
                 remote = await fetch_remote_events(client, fulfillment_id)
             except (ShopifyUnavailable, GraphQLError) as exc:
-                log.warning("cannot check %s on %s yet: %s", fulfillment_id, shop.domain, exc)
+                log.warning(
+                    "cannot check %s on %s yet: %s", fulfillment_id, shop.domain, exc, extra=ids
+                )
                 blocked.add(fulfillment_id)
                 continue
             known = {
@@ -205,7 +208,10 @@ class Writer:
                     event_id = unclaimed[key].pop(0)
                     await self._mark_written(row["id"], event_id)
                     report.reconciled += 1
-                    log.info("event %s was written before (Shopify %s)", row["id"], event_id)
+                    ids["event_id"] = row["id"]
+                    log.info(
+                        "event %s was written before (Shopify %s)", row["id"], event_id, extra=ids
+                    )
                 else:
                     await self._pool.execute(
                         """
@@ -216,7 +222,10 @@ class Writer:
                         row["id"],
                     )
                     report.reverted += 1
-                    log.info("event %s was not written; it will be sent again", row["id"])
+                    ids["event_id"] = row["id"]
+                    log.info(
+                        "event %s was not written; it will be sent again", row["id"], extra=ids
+                    )
         return blocked
 
     async def _send_pending(
@@ -278,7 +287,9 @@ class Writer:
                 try:
                     remote = await fetch_remote_events(client, fid)
                 except (ShopifyUnavailable, GraphQLError) as exc:
-                    log.warning("cannot read %s's events yet: %s", fid, exc)
+                    log.warning(
+                        "cannot read %s's events yet: %s", fid, exc, extra={"fulfillment_id": fid}
+                    )
                     return False
                 for event_id, _, _ in remote:
                     if await record_foreign_event(conn, shop.id, fid, event_id):
@@ -310,6 +321,7 @@ class Writer:
         )
         if claimed != "UPDATE 1":
             return False
+        ids = {"event_id": event.id, "fulfillment_id": event.fulfillment_id}
         try:
             data = await client.mutate(
                 "FulfillmentEventCreate",
@@ -317,7 +329,9 @@ class Writer:
             )
         except ShopifyOutcomeUnknown as exc:
             # Leave it 'sending': after the lease, _reconcile reads Shopify to decide.
-            log.warning("event %s: outcome unknown (%s); will check Shopify", event.id, exc)
+            log.warning(
+                "event %s: outcome unknown (%s); will check Shopify", event.id, exc, extra=ids
+            )
             report.deferred += 1
             return False
         except (ShopifyUnavailable, GraphQLError) as exc:
@@ -343,7 +357,11 @@ class Writer:
             )
             report.failed += 1
             log.warning(
-                "Shopify refused event %s on %s: %s", event.id, event.fulfillment_id, reason
+                "Shopify refused event %s on %s: %s",
+                event.id,
+                event.fulfillment_id,
+                reason,
+                extra=ids,
             )
             return True
         await self._mark_written(event.id, str(created["id"]))

@@ -50,11 +50,13 @@ class WebhookEndpoint:
     """The endpoint's state: where it stores, who it tells, what it logged already.
 
     ``on_stored`` is set by the daemon: it wakes the processor when a delivery was stored.
+    ``on_received`` (also the daemon's) hears the topic of every authentic delivery.
     """
 
     pool: asyncpg.Pool
     config: Config
     on_stored: Callable[[], None] | None = None
+    on_received: Callable[[str], None] | None = None
     unknown_topics_logged: set[str] = field(default_factory=set)
     shop_ids: dict[str, int] = field(default_factory=dict)
 
@@ -203,7 +205,11 @@ async def _receive(request: web.Request) -> web.Response:
     secrets = _secrets(shop)
     body = await _read_body(request)
     if not signature_valid(body, request.headers.get("X-Shopify-Hmac-Sha256"), secrets):
-        log.warning("webhook for %s refused: missing or invalid signature", shop.domain)
+        log.warning(
+            "webhook for %s refused: missing or invalid signature",
+            shop.domain,
+            extra={"shop": shop.domain},
+        )
         raise _Refused(401, "invalid signature")
     topic = _header(request, "X-Shopify-Topic", required=True)
     webhook_id = _header(request, "X-Shopify-Webhook-Id", required=True)
@@ -212,15 +218,22 @@ async def _receive(request: web.Request) -> web.Response:
     triggered_at = _triggered_at(_header(request, "X-Shopify-Triggered-At", required=False))
     text = _payload_text(body)
     assert topic is not None
+    if endpoint.on_received is not None:
+        endpoint.on_received(topic)
     if topic not in HANDLED_TOPICS:
         if (
             topic not in endpoint.unknown_topics_logged
             and len(endpoint.unknown_topics_logged) < 100
         ):
             endpoint.unknown_topics_logged.add(topic)
-            log.info("webhooks of topic %r are not handled: answered 200 and dropped", topic)
+            log.info(
+                "webhooks of topic %r are not handled: answered 200 and dropped",
+                topic,
+                extra={"shop": shop.domain, "topic": topic},
+            )
         return _answer(200, "ignored")
     shop_id = await _shop_id(endpoint, shop)
+    delivery = {"shop": shop.domain, "topic": topic, "webhook_id": webhook_id}
     try:
         stored = await endpoint.pool.fetchval(
             """
@@ -241,9 +254,9 @@ async def _receive(request: web.Request) -> web.Response:
     except asyncpg.DataError:
         raise _Refused(400, "the body is JSON that cannot be stored") from None
     if not stored:
-        log.debug("webhook %s (%s) is a duplicate", webhook_id, topic)
+        log.debug("webhook %s (%s) is a duplicate", webhook_id, topic, extra=delivery)
         return _answer(200, "duplicate")
-    log.debug("webhook %s (%s) for %s stored", webhook_id, topic, shop.domain)
+    log.debug("webhook %s (%s) for %s stored", webhook_id, topic, shop.domain, extra=delivery)
     if endpoint.on_stored is not None:
         endpoint.on_stored()
     return _answer(200, "stored")
