@@ -12,7 +12,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -29,26 +29,14 @@ from tracker.config import PollingConfig, WritebackConfig
 from tracker.domain import Status
 from tracker.engine.budget import next_budget_day, reserve
 from tracker.engine.circuit import open_circuits, record_failure, record_success
-from tracker.engine.policy import PollFacts, decide, next_poll_delay
+from tracker.engine.claims import ClaimedShipment, claim_due
+from tracker.engine.policy import PollFacts, decide
+from tracker.engine.release import daily_quota, postpone, release_failed
 from tracker.engine.story import MULTI_PARCEL, lock_multi_parcel, tell_story
 
 log = logging.getLogger(__name__)
 
 MAX_BATCHES_IN_FLIGHT_PER_CARRIER = 8
-
-_CLAIM = """
-UPDATE shipments SET lease_owner = $1, lease_until = now() + $2::interval
-WHERE id IN (
-    SELECT id FROM shipments
-    WHERE active AND next_poll_at <= now() AND carrier = ANY($4::text[])
-      AND (lease_until IS NULL OR lease_until < now())
-    ORDER BY poll_priority, next_poll_at
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING id, carrier, tracking_number, poll_failures, status, not_found_since,
-          estimated_delivery_at
-"""
 
 _INSERT_EVENTS = """
 INSERT INTO tracking_events (shipment_id, status, happened_at, time_source, carrier_code,
@@ -95,26 +83,6 @@ FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[
 WHERE s.id = u.id AND s.lease_owner = $1
 """
 
-_RELEASE_FAILED = """
-UPDATE shipments AS s SET
-    carrier_state = $3, carrier_message = $4, poll_failures = u.failures,
-    last_polled_at = now(), next_poll_at = now() + u.delay,
-    lease_owner = NULL, lease_until = NULL, updated_at = now()
-FROM unnest($2::bigint[], $5::int[], $6::interval[]) AS u(id, failures, delay)
-WHERE s.id = u.id AND s.lease_owner = $1
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedShipment:
-    id: int
-    carrier: str
-    tracking_number: str
-    poll_failures: int
-    status: Status | None = None
-    not_found_since: datetime | None = None
-    estimated_delivery_at: datetime | None = None
-
 
 @dataclass
 class PollReport:
@@ -126,24 +94,6 @@ class PollReport:
     outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     over_budget_by_carrier: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     new_events_by_carrier: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
-
-async def claim_due(
-    pool: asyncpg.Pool, worker: str, lease: timedelta, limit: int, carriers: Sequence[str]
-) -> list[ClaimedShipment]:
-    rows = await pool.fetch(_CLAIM, worker, lease, limit, list(carriers))
-    return [
-        ClaimedShipment(
-            r["id"],
-            r["carrier"],
-            r["tracking_number"],
-            r["poll_failures"],
-            Status(r["status"]) if r["status"] else None,
-            r["not_found_since"],
-            r["estimated_delivery_at"],
-        )
-        for r in rows
-    ]
 
 
 async def poll_due(
@@ -367,44 +317,6 @@ async def record_results(
         if multi:
             await tell_story(conn, multi)
     return inserted
-
-
-def daily_quota(adapter: Adapter, settings: CarrierSettings | None) -> int | None:
-    """The configured daily quota, else the carrier's published one (None: unlimited)."""
-    if settings is not None and settings.requests_per_day is not None:
-        return settings.requests_per_day
-    return adapter.default_requests_per_day
-
-
-async def postpone(
-    pool: asyncpg.Pool, worker: str, batch: Sequence[ClaimedShipment], until: datetime
-) -> None:
-    """Give a batch back untouched, due again at ``until`` (the carrier's budget is spent)."""
-    await pool.execute(
-        """
-        UPDATE shipments SET next_poll_at = $3, lease_owner = NULL, lease_until = NULL
-        WHERE id = ANY($2::bigint[]) AND lease_owner = $1
-        """,
-        worker,
-        [s.id for s in batch],
-        until,
-    )
-
-
-async def release_failed(
-    pool: asyncpg.Pool,
-    worker: str,
-    batch: Sequence[ClaimedShipment],
-    state: str,
-    message: str,
-    polling: PollingConfig,
-) -> None:
-    """Give a batch back after the carrier could not be asked, with per-shipment backoff."""
-    failures = [s.poll_failures + 1 for s in batch]
-    delays = [next_poll_delay(None, state, f, polling) for f in failures]
-    await pool.execute(
-        _RELEASE_FAILED, worker, [s.id for s in batch], state, message[:1000], failures, delays
-    )
 
 
 def _clip(value: str | None) -> str | None:
