@@ -173,8 +173,9 @@ def test_the_client_documents_validate_against_the_sandbox_schema() -> None:
 @pytest.mark.parametrize(
     ("name", "variables", "cost"),
     [
-        # 2 + 250 orders x (order 1 + fulfillment 1 + trackingInfo 1): under the 1000 limit.
-        ("FulfilledOrders", {"first": 250, "query": ""}, 752),
+        # 2 + 249 orders x (order 1 + customer 1 + fulfillment 1 + trackingInfo 1): under the
+        # 1000 limit, so sync.page_size is at most 249.
+        ("FulfilledOrders", {"first": 249, "query": ""}, 998),
         ("FulfillmentEvents", {"id": "gid://shopify/Fulfillment/1"}, 1 + 2 + 50),
         ("FulfillmentEventCreate", {}, 10),
         ("ShopInfo", {}, 1),
@@ -355,7 +356,7 @@ async def test_fulfilled_orders_document_returns_orders_with_tracking(sandbox: S
     assert nodes[1]["displayFulfillmentStatus"] == "PARTIALLY_FULFILLED"
     assert nodes[2]["cancelledAt"] == "2026-03-02T09:01:00Z"
     assert body["data"]["orders"]["pageInfo"]["hasNextPage"] is False
-    assert body["extensions"]["cost"]["requestedQueryCost"] == 2 + 50 * 3
+    assert body["extensions"]["cost"]["requestedQueryCost"] == 2 + 50 * 4  # with customer
 
 
 async def test_order_search_fields(sandbox: Sandbox) -> None:
@@ -748,7 +749,7 @@ async def test_request_costing_more_than_available_is_throttled_without_running(
     order = sandbox.store.add_order(fulfillments=[[("DHL", "JD1", None)]])
     _, body = await sandbox.post(document("FulfilledOrders"), {"first": 100, "query": ""})
     assert body["errors"][0]["extensions"]["code"] == "THROTTLED"
-    assert body["extensions"]["cost"]["requestedQueryCost"] == 302
+    assert body["extensions"]["cost"]["requestedQueryCost"] == 402
     _, body = await sandbox.post(document("FulfilledOrders"), {"first": 10, "query": ""})
     assert body["data"]["orders"]["nodes"][0]["id"] == order.gid
 

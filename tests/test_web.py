@@ -372,7 +372,7 @@ async def test_json_shape_lower_case_status_and_utc_times(
     await add_shipment(pool, shop, "#1002", carrier=None)
 
     body = await api_list(client)
-    assert set(body) == {"shipments", "next_cursor"}
+    assert set(body) == {"shipments", "next_cursor", "prev_cursor"}
     assert body["next_cursor"] is None
     first, second = body["shipments"]
     assert {
@@ -491,15 +491,22 @@ async def test_table_row_reads_like_a_merchant_would_say_it(
     assert 'class="badge moving"' in page
 
 
-async def test_status_summary_counts(client: Client, pool: asyncpg.Pool, shop: int) -> None:
+async def test_tab_counts(client: Client, pool: asyncpg.Pool, shop: int) -> None:
     for _ in range(3):
         await add_shipment(pool, shop, "#t", status="in_transit")
     await add_shipment(pool, shop, "#d", status="delivered")
 
-    page = await html(client, "/?status=delivered")
-    assert "All 4" in page
-    assert "In transit 3" in page
-    assert "Delivered 1" in page
+    def counts(page: str) -> dict[str, str]:
+        found = re.findall(r'data-tab="(\w+)"[^>]*>([^<]*)<span class="count">(\d+)<', page)
+        return {label.strip(): count for _key, label, count in found}
+
+    page = await html(client, "/")
+    assert counts(page)["All"] == "4"
+    assert counts(page)["In transit"] == "3"
+    assert counts(page)["Delivered"] == "1"
+    # The counts are those of the view's filters: what each tab would show with them.
+    filtered = counts(await html(client, "/?status=delivered"))
+    assert (filtered["All"], filtered["In transit"], filtered["Delivered"]) == ("1", "0", "1")
 
 
 async def test_script_in_carrier_data_is_shown_as_text(
@@ -608,8 +615,33 @@ BAD_QUERIES = [
     "cursor=%FF%FE",
     "include_inactive=maybe",
     "q=%00",
+    "q=%01",
     "q=" + "x" * 201,
     "carrier=" + "y" * 65,
+    # The table's view: tab, filters, sort.
+    "tab=bogus",
+    "tab=%3Cscript%3Ealert(1)%3C/script%3E",
+    "sort=eta;DROP%20TABLE%20shipments",
+    "sort=status%27--",
+    "dir=up",
+    "attention=late,%27%20OR%201%3D1--",
+    "status=delivered%27)%20OR%20(%27a%27=%27a",
+    "shipped_from=2025-13-01",
+    "shipped_from=yesterday",
+    "shipped_to=2025-02-30",
+    "shipped_from=2025-03-02&shipped_to=2025-03-01",
+    "last_scan_before=3x",
+    "last_scan_before=99999d",
+    "last_scan_before=%3Cb%3E",
+    "store=" + "z" * 256,
+    "store=a%0Ab",
+    "stauts=delivered",
+    "%3Cscript%3E=1",
+    "limit=1&limit=2",
+    "sort=eta&sort=order",
+    "cursor=" + base64.urlsafe_b64encode(b'["eta","a","n",0,1]').decode(),
+    "sort=eta&cursor=" + base64.urlsafe_b64encode(b'["eta","a","n","x",1]').decode(),
+    "sort=order&cursor=" + base64.urlsafe_b64encode(b'["order","a","n",1,1]').decode(),
 ]
 
 
@@ -620,17 +652,22 @@ async def test_bad_parameters_are_400_with_a_message(
     await add_shipment(pool, shop, "#1", status="in_transit")
     before = await pool.fetch("SELECT * FROM shipments ORDER BY id")
 
-    api = await client.get("/api/shipments?" + query)
-    assert api.status == 400
-    assert api.content_type == "application/json"
-    error = (await api.json())["error"]
-    assert isinstance(error, str)
-    assert error
+    for path in ("/api/shipments", "/api/counts"):
+        api = await client.get(f"{path}?{query}")
+        assert api.status == 400
+        assert api.content_type == "application/json"
+        error = (await api.json())["error"]
+        assert isinstance(error, str)
+        assert error
 
-    page = await client.get("/?" + query)
-    assert page.status == 400
-    assert page.content_type == "text/html"
-    assert "Bad request" in await page.text()
+    for path in ("/", "/export.csv"):
+        page = await client.get(f"{path}?{query}")
+        assert page.status == 400
+        assert page.content_type == "text/html"
+        text = await page.text()
+        assert "Bad request" in text
+        assert "<script>" not in text
+        assert "<b>" not in text
 
     assert await pool.fetch("SELECT * FROM shipments ORDER BY id") == before
 

@@ -13,13 +13,10 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -28,42 +25,13 @@ from pydantic import (
 )
 
 from carriers.base import CarrierSettings
+from tracker.config_types import Duration
+from tracker.config_types import Section as _Section
+from tracker.config_web import WebAuthConfig, is_loopback
 
 DEFAULT_CONFIG_PATH = Path("config.yaml")
 DEFAULT_API_VERSION = "2026-10"
 ENV_PREFIX = "TRACKER_"
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def _parse_duration(value: object) -> object:
-    """``"90s"``, ``"15m"``, ``"4h"``, ``"2d"`` or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 15m, 4h or 2d")
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        if value.startswith("P"):
-            return value  # ISO 8601 (PT4H), as pydantic writes durations out
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"{value!r} is not a duration such as 30s, 15m, 4h or 2d")
-        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-    return value
-
-
-Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        """``key: ""`` in YAML means the same as leaving the key out where that is allowed."""
-        return None if value == "" else value
 
 
 class DatabaseConfig(_Section):
@@ -167,11 +135,31 @@ class WebConfig(_Section):
         description="The URL Shopify reaches this daemon at (https://tracker.example.com); "
         "webhooks are registered for <public_url>/webhooks/shopify. Empty: no webhooks.",
     )
+    auth: WebAuthConfig | None = Field(
+        None,
+        description="Login for the pages and a bearer token for the API; required when host "
+        "is not a loopback address. Empty: everything is open (loopback only).",
+    )
+
+    @model_validator(mode="after")
+    def _auth_off_loopback(self) -> WebConfig:
+        if self.auth is None and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host!r} is reachable from other machines, so web.auth is required "
+                "(api_token, username, password_hash or TRACKER_WEB__AUTH__PASSWORD, "
+                "session_secret); or keep host 127.0.0.1"
+            )
+        return self
 
 
 class SyncConfig(_Section):
     interval: Duration = Field(timedelta(minutes=5), description="How often to read new orders.")
-    page_size: int = Field(50, ge=1, le=250, description="Orders per GraphQL page.")
+    page_size: int = Field(
+        50,
+        ge=1,
+        le=249,
+        description="Orders per GraphQL page; at most 249, so a page costs at most 1000 points.",
+    )
     overlap: Duration = Field(
         timedelta(minutes=2),
         description="Each sync re-reads orders updated this long before the cursor, because "

@@ -6,6 +6,7 @@ global id. Enum-valued fields hold the GraphQL enum names (``"IN_TRANSIT"``, ``"
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +15,7 @@ ORDER = "Order"
 FULFILLMENT = "Fulfillment"
 FULFILLMENT_EVENT = "FulfillmentEvent"
 SHOP = "Shop"
+CUSTOMER = "Customer"
 
 _GID = re.compile(r"^gid://shopify/(?P<type>[A-Za-z]+)/(?P<id>\d+)(?:\?.*)?$")
 
@@ -196,3 +198,39 @@ class Order:
         if shipped <= 0:
             return "UNFULFILLED"
         return "FULFILLED" if shipped >= self.item_count else "PARTIALLY_FULFILLED"
+
+    @property
+    def customer(self) -> Customer | None:
+        """The order's customer: none without an e-mail address (a guest order with none)."""
+        return Customer.for_email(self.email) if self.email else None
+
+
+@dataclass(frozen=True)
+class Customer:
+    """A ``Customer``, one per e-mail address; its names come from the address's local part.
+
+    ``jane.doe@example.com`` is Jane Doe. An address with no such name has no first or last
+    name, and then ``displayName`` is the address, as Shopify falls back to it.
+    """
+
+    id: int
+    email: str
+    first_name: str | None
+    last_name: str | None
+
+    @classmethod
+    def for_email(cls, email: str) -> Customer:
+        number = int.from_bytes(hashlib.sha256(email.lower().encode()).digest()[:6], "big")
+        parts = [p for p in re.split(r"[._-]+", email.partition("@")[0]) if p.isalpha()]
+        if len(parts) >= 2:
+            return cls(number, email, parts[0].capitalize(), " ".join(parts[1:]).title())
+        return cls(number, email, None, None)
+
+    @property
+    def gid(self) -> str:
+        return gid(CUSTOMER, self.id)
+
+    @property
+    def display_name(self) -> str:
+        names = " ".join(n for n in (self.first_name, self.last_name) if n)
+        return names or self.email

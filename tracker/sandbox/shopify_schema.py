@@ -372,6 +372,7 @@ def _bind_resolvers(schema: GraphQLSchema) -> None:
             "fulfillments": _limited("fulfillments"),
         },
     )
+    _bind(schema.type_map["Customer"], common)
     _bind(
         schema.type_map["Fulfillment"],
         {

@@ -66,6 +66,8 @@ class TrackedParcel:
     carrier: str | None
     carrier_source: str  # shopify, detected or unknown
     fulfilled_at: datetime | None
+    customer_name: str | None = None
+    customer_email: str | None = None
 
 
 @dataclass
@@ -81,6 +83,8 @@ def parcels_of_order(order: dict[str, Any]) -> tuple[list[TrackedParcel], list[s
     parcels: list[TrackedParcel] = []
     stopped: list[str] = []
     order_cancelled = order.get("cancelledAt") is not None
+    customer_name = _text(order.get("customer"), "displayName")
+    customer_email = _text(order, "email")
     for fulfillment in order.get("fulfillments") or []:
         fulfillment_id = fulfillment["id"]
         if order_cancelled or fulfillment.get("status") in _UNTRACKED_FULFILLMENT_STATUSES:
@@ -105,6 +109,8 @@ def parcels_of_order(order: dict[str, Any]) -> tuple[list[TrackedParcel], list[s
                     carrier=carrier,
                     carrier_source=source,
                     fulfilled_at=_parse_time(fulfillment.get("createdAt")),
+                    customer_name=customer_name,
+                    customer_email=customer_email,
                 )
             )
         if not seen:  # fulfilled without a tracking number: shown, flagged, never polled
@@ -119,6 +125,8 @@ def parcels_of_order(order: dict[str, Any]) -> tuple[list[TrackedParcel], list[s
                     carrier=None,
                     carrier_source="unknown",
                     fulfilled_at=_parse_time(fulfillment.get("createdAt")),
+                    customer_name=customer_name,
+                    customer_email=customer_email,
                 )
             )
     return parcels, stopped
@@ -249,17 +257,21 @@ async def apply_orders(
             """
             INSERT INTO shipments AS s (shop_id, order_id, order_name, fulfillment_id,
                 tracking_number, tracking_company, tracking_url, carrier, carrier_source,
-                fulfilled_at, carrier_state, carrier_message, active)
+                fulfilled_at, carrier_state, carrier_message, active, customer_name,
+                customer_email)
             SELECT $1, o, n, f, t, c, u, cr, cs, fa,
                    CASE WHEN t = '' THEN 'untracked'
                         WHEN cr = ANY($10::text[]) THEN 'pending' ELSE 'no_adapter' END,
                    CASE WHEN cr = ANY($10::text[]) THEN '' ELSE m END,
-                   t <> ''
+                   t <> '', cn, ce
             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                        $8::text[], $9::timestamptz[], $11::text[], $12::text[])
-                 AS p(o, n, f, t, c, u, cr, fa, cs, m)
+                        $8::text[], $9::timestamptz[], $11::text[], $12::text[], $13::text[],
+                        $14::text[])
+                 AS p(o, n, f, t, c, u, cr, fa, cs, m, cn, ce)
             ON CONFLICT (shop_id, fulfillment_id, tracking_number) DO UPDATE SET
                 order_name = EXCLUDED.order_name,
+                customer_name = EXCLUDED.customer_name,
+                customer_email = EXCLUDED.customer_email,
                 tracking_company = EXCLUDED.tracking_company,
                 tracking_url = EXCLUDED.tracking_url,
                 -- The merchant picked another carrier: track with that one from now on.
@@ -298,6 +310,8 @@ async def apply_orders(
             enabled,
             [p.carrier_source for p in parcels],
             [untracked_reason(p) for p in parcels],
+            [p.customer_name for p in parcels],
+            [p.customer_email for p in parcels],
         )
     retired = 0
     if stopped:
@@ -337,6 +351,12 @@ async def apply_orders(
             )
             retired += len(gone)
     return Applied(len(parcels), retired)
+
+
+def _text(node: object, key: str) -> str | None:
+    """``node[key]`` when ``node`` is an object and that is a non-empty string (cut to 320)."""
+    value = node.get(key) if isinstance(node, dict) else None
+    return (value.strip()[:320] or None) if isinstance(value, str) else None
 
 
 def _parse_time(value: object) -> datetime | None:

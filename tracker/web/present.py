@@ -6,10 +6,12 @@ status table and the JSON API's serializers both live here so the two say the sa
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from tracker.domain import URGENCY, Status
+from tracker.domain import Status
 
 
 class Row(Protocol):
@@ -78,10 +80,38 @@ WRITEBACK_WORDS: dict[str, str] = {
     "skipped": "Skipped",
 }
 
-# Statuses in table order, for the filter form and the summary.
-STATUSES_BY_URGENCY: list[str] = [
-    status.value for status in sorted(URGENCY, key=URGENCY.__getitem__) if status is not None
-]
+# The tabs of the table (tracker.web.queries.TAB_CONDITIONS): label and what it holds.
+TAB_WORDS: dict[str, tuple[str, str]] = {
+    "all": ("All", "Every shipment"),
+    "attention": ("Needs attention", "Flagged: late, stalled, failed, not found, ..."),
+    "active": ("All active", "Still on its way or still being tracked"),
+    "pre_transit": ("Pre-transit", "Label made or no scan yet"),
+    "in_transit": ("In transit", "Picked up, in transit or delayed"),
+    "out_for_delivery": (
+        "Out for delivery",
+        "Out for delivery, a delivery attempt, or waiting at a pickup point",
+    ),
+    "delivered": ("Delivered", "Delivered"),
+    "problems": ("Problems", "Failed or returned, expired, or the carrier cannot find it"),
+    "untracked": ("Untracked", "Fulfilled without a tracking number"),
+}
+
+# Sortable columns: heading words.
+SORT_WORDS: dict[str, str] = {
+    "order": "Order",
+    "status": "Status",
+    "last_scan": "Last scan",
+    "eta": "ETA",
+    "transit": "Days in transit",
+    "shipped": "Shipped",
+}
+
+PublicUrl = Callable[[str, str], str | None]
+"""The carrier's public tracking page for (carrier code, tracking number), if it has one."""
+
+_ORDER_GID = re.compile(r"gid://shopify/Order/([0-9]{1,20})")
+_SHOP_HANDLE = re.compile(r"([a-z0-9][a-z0-9-]{0,62})\.myshopify\.com")
+_WEB_URL = re.compile(r"https?://[^\s\x00-\x1f]+", re.IGNORECASE)
 
 
 def status_words(status: str | None) -> str:
@@ -118,6 +148,11 @@ def utc_text(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def day_text(moment: datetime | None) -> str:
+    """``2025-03-04`` (the UTC day); empty for None."""
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d")
+
+
 def iso(moment: datetime | None) -> str | None:
     """ISO 8601 in UTC with ``Z``, e.g. ``2025-03-04T13:05:00Z``; None stays None."""
     if moment is None:
@@ -143,6 +178,42 @@ def relative(moment: datetime | None, now: datetime | None = None) -> str:
     return f"{amount} ago" if seconds > 0 else f"in {amount}"
 
 
+def admin_order_url(shop: str, order_id: str) -> str | None:
+    """The order's page in the Shopify admin: ``https://admin.shopify.com/store/<handle>/orders/<id>``
+    for an order ``gid://shopify/Order/<id>`` of ``<handle>.myshopify.com``.
+    """
+    handle = _SHOP_HANDLE.fullmatch(shop.lower())
+    legacy = _ORDER_GID.fullmatch(order_id)
+    if handle is None or legacy is None:
+        return None
+    return f"https://admin.shopify.com/store/{handle.group(1)}/orders/{legacy.group(1)}"
+
+
+def tracking_url(row: Row, public_url: PublicUrl) -> str | None:
+    """Where to follow the parcel: the carrier's page, else the order's own (http(s) only)."""
+    number = row["tracking_number"]
+    if not number:
+        return None
+    if row["carrier"]:
+        url = public_url(row["carrier"], number)
+        if url:
+            return url
+    given = row["tracking_url"]
+    if isinstance(given, str) and _WEB_URL.fullmatch(given.strip()):
+        return given.strip()
+    return None
+
+
+def days_in_transit(row: Row, now: datetime | None = None) -> int | None:
+    """Whole days from fulfilment to delivery, or to now while it is not delivered."""
+    start = row["fulfilled_at"]
+    if start is None:
+        return None
+    end = row["status_at"] if row["status"] == "delivered" and row["status_at"] else None
+    seconds = ((end or now or datetime.now(UTC)) - start).total_seconds()
+    return max(0, int(seconds // 86400))
+
+
 def last_event_json(row: Row) -> dict[str, Any] | None:
     """The ``ev_*`` columns of a shipment row as the API's ``last_event``."""
     if row["ev_id"] is None:
@@ -159,16 +230,20 @@ def last_event_json(row: Row) -> dict[str, Any] | None:
     }
 
 
-def shipment_json(row: Row) -> dict[str, Any]:
-    """One row of :data:`tracker.web.queries.SHIPMENT_PAGE` as the API serves it."""
+def shipment_json(row: Row, public_url: PublicUrl, now: datetime | None = None) -> dict[str, Any]:
+    """One shipment row (:mod:`tracker.web.queries`) as the API serves it."""
     return {
         "id": row["id"],
         "shop": row["shop"],
         "order_name": row["order_name"],
         "order_id": row["order_id"],
+        "order_url": admin_order_url(row["shop"], row["order_id"]),
+        "customer": {"name": row["customer_name"], "email": row["customer_email"]},
         "fulfillment_id": row["fulfillment_id"],
+        "fulfilled_at": iso(row["fulfilled_at"]),
         "tracking_number": row["tracking_number"],
         "tracking_company": row["tracking_company"],
+        "tracking_url": tracking_url(row, public_url),
         "carrier": row["carrier"],
         "carrier_source": row["carrier_source"],
         "status": row["status"],
@@ -178,8 +253,12 @@ def shipment_json(row: Row) -> dict[str, Any]:
         "attention_since": iso(row["attention_since"]),
         "carrier_message": row["carrier_message"],
         "last_event": last_event_json(row),
+        "last_scan_at": iso(row["last_scan_at"]),
         "estimated_delivery_at": iso(row["estimated_delivery_at"]),
+        "first_estimated_delivery_at": iso(row["first_eta"]),
+        "days_in_transit": days_in_transit(row, now),
         "active": row["active"],
+        "retired_reason": row["retired_reason"],
         "writeback": {
             "written": row["wb_written"],
             "pending": row["wb_pending"],
