@@ -185,3 +185,17 @@ async def test_a_number_added_later_replaces_the_untracked_row(pool, stack, sync
         "": ("untracked", False, "tracking number removed"),
         "JJDLATE": ("pending", True, None),
     }
+
+
+async def test_a_store_without_protected_customer_data_still_syncs(pool, stack, sync):
+    stack.store.protected_customer_data = False  # the app is not approved for customer data
+    stack.store.add_order(
+        email="ada.lovelace@example.com", fulfillments=[[("DHL", "JJDPII", None)]]
+    )
+    report = await sync()
+    assert report is not None
+    assert report.parcels == 1
+    row = await pool.fetchrow(
+        "SELECT tracking_number, customer_name, customer_email FROM shipments"
+    )
+    assert tuple(row) == ("JJDPII", None, None)

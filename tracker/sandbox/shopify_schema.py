@@ -220,6 +220,21 @@ def _order_key(sort_key: str) -> Any:
     return by
 
 
+def _protected(name: str) -> Any:
+    """Customer data: refused like Shopify when the app lacks protected customer data access."""
+
+    def resolve(source: Any, info: Info) -> Any:
+        if not _context(info).store.protected_customer_data:
+            raise GraphQLError(
+                f"This app is not approved to access the {name} field. See "
+                "https://shopify.dev/docs/apps/launch/protected-customer-data for more details.",
+                extensions={"code": "ACCESS_DENIED"},
+            )
+        return getattr(source, name)
+
+    return resolve
+
+
 def resolve_orders(_root: object, info: Info, **args: Any) -> dict[str, Any]:
     context = _context(info)
     if context.bulk_nodes is not None:
@@ -370,6 +385,8 @@ def _bind_resolvers(schema: GraphQLSchema) -> None:
             **common,
             "displayFulfillmentStatus": _attribute("displayFulfillmentStatus"),
             "fulfillments": _limited("fulfillments"),
+            "email": _protected("email"),
+            "customer": _protected("customer"),
         },
     )
     _bind(schema.type_map["Customer"], common)

@@ -95,6 +95,8 @@ class ShopifyStore(FaultCounters):
         self._granted: dict[str, float] = {}
         # Carriers (tracking company names, case-insensitive) Shopify tracks natively here.
         self.native_tracking: set[str] = set()
+        # False: the app lacks protected customer data access (name, e-mail are refused).
+        self.protected_customer_data = True
         self.shop_name = shop_name or domain.split(".", 1)[0].replace("-", " ").title()
         self.now = now
         self.bucket = LeakyBucket(bucket_size, restore_rate, clock=monotonic)

@@ -146,6 +146,7 @@ class ShopifyClient:
         self._lock = asyncio.Lock()
         self._calibrating = asyncio.Lock()
         self.throttled_answers = 0
+        self.customer_data = True
         self._grant: TokenCache | None = None
         if shop.access_token is None:
             self._grant = TokenCache(self._fetch_granted_token)
@@ -191,8 +192,28 @@ class ShopifyClient:
         return self.shop.domain
 
     async def query(self, name: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Run the query document ``name``; retried on throttling, 5xx and timeouts."""
-        return await self._execute(name, variables or {}, mutation=False)
+        """Run the query document ``name``; retried on throttling, 5xx and timeouts.
+
+        Documents that read customer data declare ``$withCustomer``. A store whose app is not
+        approved for protected customer data refuses those fields (ACCESS_DENIED): the client
+        then reads without them from that moment on, and says so once in the log.
+        """
+        variables = dict(variables or {})
+        if "$withCustomer" in load_document(name):
+            variables["withCustomer"] = self.customer_data
+            try:
+                return await self._execute(name, variables, mutation=False)
+            except GraphQLError as exc:
+                if not self.customer_data or not _access_denied(exc.errors):
+                    raise
+                self.customer_data = False
+                log.warning(
+                    "%s: the app may not read customer names and e-mails (protected customer "
+                    "data); tracking continues without them",
+                    self.domain,
+                )
+                variables["withCustomer"] = False
+        return await self._execute(name, variables, mutation=False)
 
     async def mutate(self, name: str, variables: dict[str, Any]) -> dict[str, Any]:
         """Run the mutation document ``name``; never retried once it may have been applied."""
@@ -358,6 +379,17 @@ class ShopifyClient:
             return max(0.1, missing / float(throttle["restoreRate"]))
         except (KeyError, TypeError, ValueError, ZeroDivisionError):
             return 1.0
+
+
+def _access_denied(errors: object) -> bool:
+    if not isinstance(errors, list):
+        return False
+    return any(
+        isinstance(e, dict)
+        and isinstance(e.get("extensions"), dict)
+        and e["extensions"].get("code") == "ACCESS_DENIED"
+        for e in errors
+    )
 
 
 def _is_throttled(errors: object) -> bool:

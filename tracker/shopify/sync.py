@@ -270,8 +270,8 @@ async def apply_orders(
                  AS p(o, n, f, t, c, u, cr, fa, cs, m, cn, ce)
             ON CONFLICT (shop_id, fulfillment_id, tracking_number) DO UPDATE SET
                 order_name = EXCLUDED.order_name,
-                customer_name = EXCLUDED.customer_name,
-                customer_email = EXCLUDED.customer_email,
+                customer_name = COALESCE(EXCLUDED.customer_name, s.customer_name),
+                customer_email = COALESCE(EXCLUDED.customer_email, s.customer_email),
                 tracking_company = EXCLUDED.tracking_company,
                 tracking_url = EXCLUDED.tracking_url,
                 -- The merchant picked another carrier: track with that one from now on.
