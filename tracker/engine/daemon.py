@@ -29,6 +29,7 @@ from carriers.base import Adapter
 from carriers.registry import build_adapters
 from tracker.config import Config
 from tracker.engine.attention import refresh_attention
+from tracker.engine.pacing import forget_old_windows
 from tracker.engine.poller import poll_due
 from tracker.logs import log_context
 from tracker.metrics import Metrics, MetricsSource, timed
@@ -215,6 +216,7 @@ class Daemon:
                 return
 
     async def refresh_attention(self) -> None:
+        await forget_old_windows(self.pool)
         changed = await refresh_attention(self.pool, self.config.attention)
         if changed:
             log.info("attention flags: %d shipments changed", changed)

@@ -12,7 +12,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -30,6 +30,7 @@ from tracker.domain import Status
 from tracker.engine.budget import next_budget_day, reserve
 from tracker.engine.circuit import open_circuits, record_failure, record_success
 from tracker.engine.claims import ClaimedShipment, claim_due
+from tracker.engine.pacing import take_slot
 from tracker.engine.policy import PollFacts, decide
 from tracker.engine.release import daily_quota, postpone, release_failed
 from tracker.engine.story import MULTI_PARCEL, lock_multi_parcel, tell_story
@@ -150,6 +151,9 @@ async def _poll_carrier(
     size = max(1, adapter.max_batch)
 
     per_day = daily_quota(adapter, settings)
+    per_second = (settings.requests_per_second if settings else None) or (
+        adapter.default_requests_per_second
+    )
     failures_seen = [True]  # reset the carrier's circuit once per sweep on the first success
 
     async def one_batch(batch: list[ClaimedShipment]) -> None:
@@ -160,6 +164,10 @@ async def _poll_carrier(
                 report.over_budget_by_carrier[adapter.code] += len(batch)
                 return
             context = {"carrier": adapter.code, "shipments": len(batch)}
+            if not await take_slot(pool, adapter.code, per_second):
+                # Other replicas hold the carrier's rate: try again on a later sweep.
+                await postpone(pool, worker, batch, datetime.now(UTC) + timedelta(seconds=30))
+                return
             try:
                 results = await adapter.track([s.tracking_number for s in batch])
             except CarrierAuthError as exc:
