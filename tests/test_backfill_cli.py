@@ -68,7 +68,7 @@ async def run(config: Path, *args: str) -> tuple[int, str, str]:
 
 
 async def shipment_count(pool: asyncpg.Pool) -> int:
-    return int(await pool.fetchval("SELECT count(*) FROM shipments WHERE active"))
+    return int(await pool.fetchval("SELECT count(*) FROM shipments WHERE retired_reason IS NULL"))
 
 
 async def test_sync_commands_exit_codes_and_output(
