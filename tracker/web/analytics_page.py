@@ -48,6 +48,11 @@ class Chart:
     table: Table
 
 
+def days_text(days: float) -> str:
+    """``2.4 d``; under a day in hours (``5.5 h``), so short transits do not all read 0.0 d."""
+    return f"{days:.1f} d" if days >= 1 else f"{days * 24:.1f} h"
+
+
 def parse_days(query: MultiMapping[str]) -> int:
     """The ``days`` parameter: 7, 30 or 90 (blank or absent: 30); 400 otherwise."""
     raw = query.get("days", "").strip()
@@ -78,7 +83,7 @@ def duration_words(seconds: float | None) -> str:
 
 
 def _days(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f} d"
+    return "—" if value is None else days_text(value)
 
 
 def _share(part: int, whole: int, pct: float | None) -> str:
@@ -139,7 +144,7 @@ def transit_chart(report: Report, rows: list[Deliveries]) -> Chart:
             Series("90th percentile", "#0b4a8b", tuple(r.p90_days for r in timed)),
         ],
         x_title="Days from the first carrier scan (else fulfilment) to delivery",
-        value_text=lambda v: f"{v:.1f} d",
+        value_text=days_text,
     )
     table = Table(
         ("Carrier", "Deliveries", "Median", "90th percentile"),
