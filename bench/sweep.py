@@ -1,0 +1,406 @@
+"""Poll sweep throughput, CPU, memory and database size: N due shipments, sandboxes at L ms.
+
+    python bench/sweep.py --shipments 100000 --latency-ms 200 [--carrier fedex ...]
+        [--sweeps 1] [--database-url postgresql://...] [--max-seconds 1200]
+
+A child process seeds N shipments into a fresh database (COPY, 50,000 rows a statement) and
+then serves every carrier sandbox on 127.0.0.1 with ``L`` ms of latency per request and no
+rate limit (see ``bench/sweep_world.py``). This process runs the daemon's own poll path,
+``Daemon.poll_sweep`` (``tracker.engine.poller.poll_due``) with the adapters of
+``carriers.registry.build_adapters`` on the daemon's HTTP session and default polling and pool
+settings, until every seeded shipment has been polled once, ``--sweeps`` times (between two
+sweeps, untimed: the sandbox clocks move on so one more scan is visible, every shipment is due
+again, ``VACUUM ANALYZE shipments``).
+
+Without ``--database-url`` (or ``TRACKER_TEST_DATABASE_URL``) an embedded PostgreSQL is started
+in a temporary directory, removed afterwards. Prints one JSON line: shipments, latency_ms,
+updates_per_s (polls that found the parcel, per second of sweep), cpu_ms_per_1k (CPU of this
+process per 1,000 updates), peak_rss_mb (this process, MiB), db_mb_per_1k_shipments
+(``pg_database_size`` / N * 1,000, MiB), then details: CPU of the sandboxes and of PostgreSQL
+per 1,000 updates, how busy the machine's cores were, load averages, counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import json
+import multiprocessing
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.procstat import (
+    MachineCpu,
+    busy_percent,
+    postmaster_of,
+    server_cpu_seconds,
+)
+from bench.sweep_world import HOURS_PER_SWEEP, WorldSpec, default_mix, run_world
+
+MIB = 1024 * 1024
+FAST_RATE = 1_000_000.0
+"""requests_per_second given to every adapter: the sandboxes have no rate limit."""
+LARGE_QUOTA = 1_000_000_000
+"""requests_per_day given to every carrier: reserved per request as in production, never hit."""
+CONNECTOR_LIMIT, CONNECTOR_LIMIT_PER_HOST = 100, 20
+"""The HTTP connection limits of the session ``Daemon.start`` opens (tracker/engine/daemon.py)."""
+
+_DUE = "SELECT count(*) FROM shipments WHERE active AND next_poll_at <= now()"
+_COUNTS = """
+SELECT count(*) FILTER (WHERE last_polled_at >= $1) AS polled,
+       count(*) FILTER (WHERE last_polled_at >= $1 AND carrier_state = 'found') AS found,
+       count(*) FILTER (WHERE last_polled_at >= $1
+                          AND carrier_state IN ('carrier_error', 'unavailable')) AS failed
+FROM shipments
+"""
+_REQUEUE = """
+UPDATE shipments SET next_poll_at = $1::timestamptz + id * interval '1 microsecond'
+WHERE active
+"""
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+@dataclass
+class Child:
+    """The seeding-and-sandboxes process, spoken to over a pipe."""
+
+    process: BaseProcess
+    pipe: Connection
+
+    def ask(self, *message: Any) -> Any:
+        self.pipe.send(message)
+        kind, value = self.pipe.recv()
+        if kind == "error":
+            raise RuntimeError(f"sandbox process: {value}")
+        return value
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.pipe.send(("stop",))
+        self.process.join(30)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(10)
+
+
+@dataclass
+class Totals:
+    polled: int = 0
+    found: int = 0
+    failed: int = 0
+    new_events: int = 0
+    wall: float = 0.0
+    cpu: float = 0.0
+    sandbox_cpu: float = 0.0
+    pg_cpu: float | None = 0.0
+    busy: MachineCpu = field(default_factory=lambda: MachineCpu(0.0, 0.0))
+    per_sweep: list[float] = field(default_factory=list)
+    complete: bool = True
+
+
+async def create_database(server_url: str) -> tuple[str, str, str]:
+    """A fresh database on the server, migrated; (its URL, its name, server version)."""
+    import asyncpg
+
+    from tracker.db.migrations import migrate
+
+    name = f"bench_sweep_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        version = await admin.fetchval("SHOW server_version")
+    finally:
+        await admin.close()
+    url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return url, name, version
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def sweeps(
+    args: argparse.Namespace,
+    database_url: str,
+    carriers: dict[str, dict[str, Any]],
+    child: Child,
+    deadline: float,
+) -> dict[str, Any]:
+    """Run ``args.sweeps`` full sweeps with the daemon's poll path; the figures."""
+    import aiohttp
+
+    from carriers.registry import build_adapters
+    from tracker.config import Config
+    from tracker.db.pool import create_pool
+    from tracker.engine.daemon import Daemon
+
+    config = Config.model_validate(
+        {
+            "carriers": {
+                code: {
+                    **settings,
+                    "requests_per_second": FAST_RATE,
+                    "requests_per_day": LARGE_QUOTA,
+                }
+                for code, settings in carriers.items()
+            },
+            "polling": {"batch_size": args.batch_size},
+            "database": {"pool_max_size": args.pool_max_size},
+        }
+    )
+    rss_before = peak_rss_mib()
+    pool = await create_pool(
+        database_url,
+        min_size=config.database.pool_min_size,
+        max_size=config.database.pool_max_size,
+    )
+    connector = aiohttp.TCPConnector(limit=CONNECTOR_LIMIT, limit_per_host=CONNECTOR_LIMIT_PER_HOST)
+    session = aiohttp.ClientSession(connector=connector)
+    totals = Totals()
+    profiler = cProfile.Profile() if args.profile else None
+    load_before = load_average()
+    try:
+        daemon = Daemon(
+            config=config,
+            pool=pool,
+            _session=session,
+            _adapters=build_adapters(config.carriers, session),
+        )
+        postmaster = postmaster_of(await pool.fetchval("SELECT pg_backend_pid()"))
+        for k in range(args.sweeps):
+            if k:
+                await asyncio.to_thread(child.ask, "advance", HOURS_PER_SWEEP)
+                base: datetime = await pool.fetchval("SELECT now() - interval '1 hour'")
+                await pool.execute(_REQUEUE, base)
+                await pool.execute("VACUUM ANALYZE shipments")
+            if not await sweep(daemon, pool, child, postmaster, totals, deadline, profiler):
+                break
+        db_bytes = await pool.fetchval("SELECT pg_database_size(current_database())")
+        table_bytes = await pool.fetchval(
+            "SELECT pg_total_relation_size('shipments') + pg_total_relation_size('tracking_events')"
+        )
+        events = await pool.fetchval("SELECT count(*) FROM tracking_events")
+    finally:
+        await session.close()
+        await pool.close()
+    if profiler is not None:
+        profiler.dump_stats(args.profile)
+
+    n = args.shipments
+    updates = totals.found
+    per_1k = 1000 / updates if updates else None
+
+    def ms_per_1k(seconds: float | None) -> float | None:
+        return round(seconds * 1000 * per_1k, 1) if per_1k and seconds is not None else None
+
+    return {
+        "shipments": n,
+        "latency_ms": args.latency_ms,
+        "updates_per_s": round(updates / totals.wall, 1) if totals.wall else None,
+        "cpu_ms_per_1k": ms_per_1k(totals.cpu),
+        "peak_rss_mb": round(peak_rss_mib(), 1),
+        "db_mb_per_1k_shipments": round(db_bytes / MIB / n * 1000, 3),
+        "sweeps": args.sweeps,
+        "complete": totals.complete,
+        "carriers": sorted(carriers),
+        "polled": totals.polled,
+        "found": totals.found,
+        "failed": totals.failed,
+        "new_events": totals.new_events,
+        "events_in_db": events,
+        "sweep_seconds": round(totals.wall, 2),
+        "per_sweep_updates_per_s": totals.per_sweep,
+        "sandbox_cpu_ms_per_1k": ms_per_1k(totals.sandbox_cpu),
+        "postgres_cpu_ms_per_1k": ms_per_1k(totals.pg_cpu),
+        "machine_busy_pct": busy_percent(MachineCpu(0.0, 0.0), totals.busy),
+        "load_before": load_before,
+        "load_after": load_average(),
+        "rss_before_mb": round(rss_before, 1),
+        "db_mb": round(db_bytes / MIB, 1),
+        "tables_mb_per_1k_shipments": round(table_bytes / MIB / n * 1000, 3),
+        "batch_size": config.polling.batch_size,
+        "pool_max_size": config.database.pool_max_size,
+    }
+
+
+async def sweep(
+    daemon: Any,
+    pool: Any,
+    child: Child,
+    postmaster: int | None,
+    totals: Totals,
+    deadline: float,
+    profiler: cProfile.Profile | None,
+) -> bool:
+    """One sweep over every due shipment; adds to ``totals``; False if the deadline passed."""
+    since: datetime = await pool.fetchval("SELECT now()")
+    sandbox_before = await asyncio.to_thread(child.ask, "cpu")
+    pg_before = server_cpu_seconds(postmaster) if postmaster else None
+    machine_before = MachineCpu.read()
+    wall, cpu = time.perf_counter(), time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    try:
+        async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
+            due = -1
+            while True:
+                await daemon.poll_sweep()
+                left = await pool.fetchval(_DUE)
+                if not left:
+                    break
+                if left == due:  # nothing claimed: stop rather than spin
+                    print(f"poll_sweep makes no progress: {left} due", file=sys.stderr)
+                    totals.complete = False
+                    break
+                due = left
+    except TimeoutError:
+        totals.complete = False
+    finally:
+        if profiler is not None:
+            profiler.disable()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    machine_after = MachineCpu.read()
+    pg_after = server_cpu_seconds(postmaster) if postmaster else None
+    sandbox_after = await asyncio.to_thread(child.ask, "cpu")
+
+    counts = await pool.fetchrow(_COUNTS, since)
+    totals.new_events += await pool.fetchval(
+        "SELECT count(*) FROM tracking_events WHERE discovered_at >= $1", since
+    )
+    totals.polled += counts["polled"]
+    totals.found += counts["found"]
+    totals.failed += counts["failed"]
+    totals.wall += wall
+    totals.cpu += cpu
+    totals.sandbox_cpu += sandbox_after - sandbox_before
+    if totals.pg_cpu is not None and pg_before is not None and pg_after is not None:
+        totals.pg_cpu += pg_after - pg_before
+    else:
+        totals.pg_cpu = None
+    totals.busy = MachineCpu(
+        totals.busy.busy + machine_after.busy - machine_before.busy,
+        totals.busy.total + machine_after.total - machine_before.total,
+    )
+    totals.per_sweep.append(round(counts["found"] / wall, 1) if wall else 0.0)
+    return totals.complete
+
+
+def start_child(spec: WorldSpec, deadline: float) -> tuple[Child, dict[str, Any]]:
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    process = context.Process(target=run_world, args=(spec, theirs), daemon=True)
+    process.start()
+    child = Child(process, ours)
+    while not ours.poll(1.0):
+        if not process.is_alive() or time.monotonic() > deadline:
+            child.stop()
+            raise SystemExit("the sandbox process died or was not ready before --max-seconds")
+    kind, value = ours.recv()
+    if kind != "ready":
+        child.stop()
+        raise SystemExit(f"the sandbox process failed: {value}")
+    return child, value
+
+
+def parse_args() -> argparse.Namespace:
+    from carriers.registry import BUILTIN
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--shipments", type=int, default=10_000)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--carrier",
+        action="append",
+        choices=sorted(BUILTIN),
+        help="only this carrier (repeat for several); default: the demo's mix of all six",
+    )
+    parser.add_argument("--sweeps", type=int, default=1)
+    parser.add_argument("--database-url", default=os.environ.get("TRACKER_TEST_DATABASE_URL"))
+    parser.add_argument("--max-seconds", type=float, default=1200.0)
+    parser.add_argument(
+        "--batch-size", type=int, default=200, help="polling.batch_size (daemon default 200)"
+    )
+    parser.add_argument(
+        "--pool-max-size", type=int, default=10, help="database.pool_max_size (default 10)"
+    )
+    parser.add_argument("--profile", metavar="FILE", help="write cProfile stats of the sweeps")
+    args = parser.parse_args()
+    if args.shipments < 1 or args.sweeps < 1 or args.latency_ms < 0:
+        parser.error("--shipments and --sweeps must be positive, --latency-ms not negative")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    deadline = time.monotonic() + args.max_seconds
+    mix = default_mix()
+    if args.carrier:
+        weights = dict(mix)
+        mix = tuple((code, weights.get(code, 1)) for code in dict.fromkeys(args.carrier))
+    workdir: Path | None = None
+    embedded = None
+    server_url = args.database_url
+    name = ""
+    child: Child | None = None
+    try:
+        if not server_url:
+            from tracker.db.embedded import EmbeddedPostgres
+
+            workdir = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+            embedded = EmbeddedPostgres(workdir / "data")
+            server_url = embedded.start()
+        database_url, name, version = asyncio.run(create_database(server_url))
+        spec = WorldSpec(args.shipments, mix, args.sweeps, args.latency_ms, database_url)
+        child, ready = start_child(spec, deadline)
+        result = asyncio.run(sweeps(args, database_url, ready["carriers"], child, deadline))
+        result["seed_seconds"] = ready["seed_seconds"]
+        result["postgres"] = version
+    finally:
+        if child is not None:
+            child.stop()
+        if server_url and name:
+            asyncio.run(drop_database(server_url, name))
+        if embedded is not None:
+            embedded.stop()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(result), flush=True)
+    return 0 if result["complete"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
