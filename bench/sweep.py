@@ -247,6 +247,7 @@ async def sweeps(
         "sandbox_cpu_ms_per_1k": ms_per_1k(totals.sandbox_cpu),
         "postgres_cpu_ms_per_1k": ms_per_1k(totals.pg_cpu),
         "machine_busy_pct": busy_percent(MachineCpu(0.0, 0.0), totals.busy),
+        "others_busy_pct": others_percent(totals),
         "load_before": load_before,
         "load_after": load_average(),
         "rss_before_mb": round(rss_before, 1),
@@ -255,6 +256,15 @@ async def sweeps(
         "batch_size": config.polling.batch_size,
         "pool_max_size": config.database.pool_max_size,
     }
+
+
+def others_percent(totals: Totals) -> float | None:
+    """Share of all cores' time used by processes other than ours, the sandboxes and PostgreSQL:
+    what the other engineers' work took from this run."""
+    if totals.pg_cpu is None or totals.busy.total <= 0:
+        return None
+    ours = totals.cpu + totals.sandbox_cpu + totals.pg_cpu
+    return round(100 * max(0.0, totals.busy.busy - ours) / totals.busy.total, 1)
 
 
 async def sweep(
