@@ -12,9 +12,10 @@ The contract, which one parametrized test suite checks for every adapter:
 * What the carrier says about a number (not found, invalid, an error for that number) is data:
   a result with the matching :class:`Outcome`, never an exception. One bad number never fails
   the others.
-* When the carrier cannot be asked at all (timeouts, 5xx, 429 after the retries in
-  :func:`request_json`) the adapter raises :class:`CarrierUnavailable`; rejected credentials
-  raise :class:`CarrierAuthError`. The engine reschedules the batch with backoff.
+* When the carrier cannot be asked at all (timeouts, resets, 5xx, 429, an HTML or text page
+  instead of JSON, after the retries in :func:`request_json`; or a ``Retry-After`` not yet
+  passed) the adapter raises :class:`CarrierUnavailable`; rejected credentials raise
+  :class:`CarrierAuthError`. The engine reschedules the batch with backoff.
 * Every timestamp is aware UTC (:class:`tracker.domain.TrackingEvent` refuses naive ones).
 """
 
@@ -24,6 +25,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,9 +39,15 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    stop_after_attempt,
 )
 
+from carriers.describe import (
+    readable_snippet,
+    redact,
+    secret_values,
+    transport_problem,
+    without_query,
+)
 from tracker.domain import TrackingEvent
 
 log = logging.getLogger(__name__)
@@ -123,6 +131,11 @@ class CarrierSettings(BaseModel):
     max_attempts: int = Field(
         3, ge=1, le=10, description="Tries per request on timeouts, 5xx and 429."
     )
+    test_number: str | None = Field(
+        None,
+        description="A tracking number `tracker doctor` looks up to prove the credentials work. "
+        "Empty: the example number from the carrier's API reference (none for AfterShip).",
+    )
 
 
 class Adapter(Protocol):
@@ -158,47 +171,79 @@ class AdapterFactory(Protocol):
     def __call__(self, settings: CarrierSettings, session: aiohttp.ClientSession) -> Adapter: ...
 
 
+MAX_RETRY_WAIT = 30.0
+"""The longest pause honoured in process, between tries or at the :class:`RateLimiter`. A carrier
+asking for a longer one (``Retry-After``) gets no request until then: the call fails at once with
+:class:`CarrierUnavailable` and the engine's backoff takes over."""
+
+MAX_RETRY_AFTER = 86_400.0
+"""A ``Retry-After`` longer than a day is read as a day."""
+
+
 class RateLimiter:
     """At most ``rate`` requests per second from this process, spaced evenly.
 
-    Waiters are served in arrival order. ``defer(seconds)`` pushes every later request back, for
-    a carrier's ``Retry-After``.
+    Waiters are served in arrival order. ``defer(seconds)`` holds back every request not sent
+    yet, those already waiting their turn included, for a carrier's ``Retry-After``. A request
+    that would have to wait more than ``max_hold`` seconds for such a pause is not sent:
+    :meth:`acquire` raises :class:`CarrierUnavailable` at once, with the time left.
     """
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, *, max_hold: float = MAX_RETRY_WAIT) -> None:
         self._interval = 1.0 / rate
         self._next = 0.0
-        self._lock = asyncio.Lock()
+        self._resume_at = 0.0
+        self._max_hold = max_hold
 
     async def acquire(self) -> None:
-        async with self._lock:
+        slot = self._take_turn()
+        while True:
             now = time.monotonic()
-            wait = self._next - now
-            self._next = max(now, self._next) + self._interval
-        if wait > 0:
-            await asyncio.sleep(wait)
+            held = self._resume_at - now
+            if held > self._max_hold:
+                raise CarrierUnavailable(
+                    f"the carrier asked for a pause (Retry-After); {held:.0f} s of it left",
+                    retry_after=held,
+                )
+            if slot < self._resume_at:  # a pause began after this request took its turn
+                slot = self._take_turn()
+            if slot <= now:
+                return
+            await asyncio.sleep(slot - now)
 
     def defer(self, seconds: float) -> None:
-        self._next = max(self._next, time.monotonic() + seconds)
+        """Send nothing more for ``seconds``."""
+        if math.isfinite(seconds) and seconds > 0:
+            self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+
+    def _take_turn(self) -> float:
+        slot = max(time.monotonic(), self._next, self._resume_at)
+        self._next = slot + self._interval
+        return slot
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date).
+
+    None when there is no usable value; at most :data:`MAX_RETRY_AFTER`.
+    """
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        current = time.time() if now is None else now
+        seconds = moment.timestamp() - current
+    if math.isnan(seconds):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    current = time.time() if now is None else now
-    return max(0.0, moment.timestamp() - current)
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 class _Retryable(Exception):
@@ -209,15 +254,22 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-MAX_RETRY_WAIT = 30.0
-
-
 def _wait(state: RetryCallState) -> float:
     """Retry-After when the carrier gave one, else 0.5 s, 1 s, 2 s, ... (capped)."""
     exc = state.outcome.exception() if state.outcome else None
     if isinstance(exc, _Retryable) and exc.retry_after is not None:
         return min(exc.retry_after, MAX_RETRY_WAIT)
     return float(min(0.5 * 2 ** (state.attempt_number - 1), MAX_RETRY_WAIT))
+
+
+def _asked_to_wait_long(state: RetryCallState) -> bool:
+    """Stop retrying when the carrier asked for a longer pause than we wait in process."""
+    exc = state.outcome.exception() if state.outcome else None
+    return (
+        isinstance(exc, _Retryable)
+        and exc.retry_after is not None
+        and exc.retry_after > MAX_RETRY_WAIT
+    )
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -251,11 +303,20 @@ async def request_json(
     """Send one carrier request with the shared retry policy.
 
     Timeouts, connection errors, 5xx, 408 and 429 are retried (honouring ``Retry-After``) up to
-    ``max_attempts`` tries, then raise :class:`CarrierUnavailable`. Every other answer, 4xx
-    included, is returned for the adapter to read: a 404 is often the carrier's "not found".
+    ``max_attempts`` tries, then raise :class:`CarrierUnavailable`; so is a 2xx answer whose body
+    is neither JSON nor labelled as JSON (an HTML maintenance page or a text notice from
+    something in front of the API). A ``Retry-After`` longer than :data:`MAX_RETRY_WAIT` is not
+    waited for: :class:`CarrierUnavailable` at once, and the limiter sends nothing until it has
+    passed. Every other answer, 4xx included, is returned for the adapter to read: a 404 is
+    often the carrier's "not found"; a body labelled JSON that does not parse has ``body`` None.
+
+    Error messages name the request without its query string and without the values of
+    credentials (headers, parameters or form fields named like a key, token, secret or
+    password), and quote an HTML page by its title.
     """
+    secrets = secret_values(headers, params, data, json_body)
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(max_attempts),
+        stop=lambda state: state.attempt_number >= max_attempts or _asked_to_wait_long(state),
         wait=_wait,
         retry=retry_if_exception_type(_Retryable),
         before_sleep=_log_retry,
@@ -275,6 +336,7 @@ async def request_json(
                     json_body=json_body,
                     data=data,
                     limiter=limiter,
+                    secrets=secrets,
                 )
     except _Retryable as exc:
         raise CarrierUnavailable(str(exc), retry_after=exc.retry_after) from exc
@@ -292,7 +354,9 @@ async def _send_once(
     json_body: Any,
     data: Mapping[str, str] | None,
     limiter: RateLimiter,
+    secrets: Sequence[str],
 ) -> JsonResponse:
+    where = f"{method} {without_query(url)}"
     try:
         async with session.request(
             method,
@@ -307,22 +371,34 @@ async def _send_once(
             status = response.status
             response_headers = dict(response.headers)
     except TimeoutError as exc:
-        raise _Retryable(f"{method} {url}: timed out after {timeout:g} s", None) from exc
+        raise _Retryable(f"{where}: timed out after {timeout:g} s", None) from exc
     except aiohttp.ClientError as exc:
-        raise _Retryable(f"{method} {url}: {type(exc).__name__}: {exc}", None) from exc
+        problem = redact(transport_problem(exc), secrets)
+        raise _Retryable(f"{where}: {problem}", None) from exc
 
     if status in (408, 429) or status >= 500:
         retry_after = parse_retry_after(response_headers.get("Retry-After"))
-        if status == 429 and retry_after is not None:
+        if retry_after is not None:
             limiter.defer(retry_after)
-        raise _Retryable(f"{method} {url}: HTTP {status}: {text[:200]}", retry_after)
-    body: Any = None
-    if text:
-        try:
-            body = json.loads(text)
-        except ValueError:
-            body = None
+        detail = redact(readable_snippet(text), secrets) or "no detail"
+        raise _Retryable(f"{where}: HTTP {status}: {detail}", retry_after)
+    body, readable = _json_or_none(text)
+    content_type = response_headers.get("Content-Type", "").lower()
+    if 200 <= status < 300 and not readable and text.strip() and "json" not in content_type:
+        detail = redact(readable_snippet(text), secrets)
+        kind = content_type.split(";")[0].strip() or "no content type"
+        raise _Retryable(f"{where}: HTTP {status} with {kind}, not JSON: {detail}", None)
     return JsonResponse(status, body, response_headers, text)
+
+
+def _json_or_none(text: str) -> tuple[Any, bool]:
+    """``(parsed body, True)``, or ``(None, False)`` for a body that is not JSON."""
+    if not text:
+        return None, False
+    try:
+        return json.loads(text), True
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        return None, False
 
 
 def require_json_object(response: JsonResponse, what: str) -> dict[str, Any]:

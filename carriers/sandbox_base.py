@@ -17,6 +17,13 @@ Fault numbers work on every sandbox, registered or not (case-insensitive prefix)
 
 Any other number that was never registered is "not found", as at the real carrier.
 
+A carrier-wide fault (:class:`FaultMode`) makes every API request of a sandbox fail the same way
+until it is healed: ``world.set_fault(FaultMode.SERVER_ERROR)`` ... ``world.heal()`` in process,
+or ``POST /_sandbox/fault`` ``{"mode": "server_error"}`` ... ``DELETE /_sandbox/fault`` over HTTP.
+The carrier's own handler still answers; :mod:`carriers.sandbox_faults` then spoils that answer
+on its way out (or, for the token modes, refuses the bearer token so the carrier answers its own
+401). Requests that met a fault carry its name in the request log.
+
 Every carrier's ``sandbox.py`` offers the same three names, which the contract suite and the
 demo use without knowing the carrier:
 
@@ -70,6 +77,33 @@ class Fault(StrEnum):
     SERVER_ERROR = "server_error"
     SLOW = "slow"
     MALFORMED = "malformed"
+
+
+class FaultMode(StrEnum):
+    """A carrier-wide fault: while set, every API request of the sandbox meets it."""
+
+    SERVER_ERROR = "server_error"  # 503, 500, 502, 504 in turn
+    RATE_LIMITED = "rate_limited"  # 429 with ``Retry-After: world.retry_after``
+    RATE_LIMITED_BARE = "rate_limited_bare"  # 429 without Retry-After
+    RESET = "reset"  # the connection is reset (TCP RST), no answer at all
+    TIMEOUT = "timeout"  # no answer until the client gives up
+    TRICKLE = "trickle"  # status and headers, then the body one byte per ``trickle_seconds``
+    TRUNCATED = "truncated"  # half the body, then the connection closes (Content-Length: all)
+    MALFORMED = "malformed"  # the whole body, labelled JSON, with single quotes: not JSON
+    HTML_200 = "html_200"  # 200 with a maintenance page, as a proxy in front of the API sends
+    HTML_502 = "html_502"  # a proxy's 502 Bad Gateway page
+    WRONG_TYPE_JSON = "wrong_type_json"  # the real JSON answer, labelled text/html, text/plain
+    WRONG_TYPE_TEXT = "wrong_type_text"  # 200 text/plain with a sentence, not JSON
+    NOT_HTTP = "not_http"  # a line that is not HTTP, then the connection closes
+    # OAuth sandboxes only (a name, not a secret): tokens die ``token_life_seconds`` after issue
+    # (and those issued before the fault at once), or every bearer token is refused, fresh too.
+    EXPIRED_TOKEN = "expired_token"  # noqa: S105
+    REVOKED_TOKEN = "revoked_token"  # noqa: S105
+
+
+TOKEN_MODES = frozenset({FaultMode.EXPIRED_TOKEN, FaultMode.REVOKED_TOKEN})
+"""Modes that act on bearer tokens: the carrier answers its own 401; key-based sandboxes ignore
+them."""
 
 
 FAULT_PREFIXES: dict[str, Fault] = {
@@ -153,18 +187,46 @@ class RequestRecord:
     path: str
     numbers: tuple[str, ...]
     status: int
+    fault: str = ""
+    """The :class:`FaultMode` the request met (``status`` is then what the client saw: 0 for no
+    answer, 499 when the client hung up first)."""
+
+
+RECORD_KEY = web.RequestKey("sandbox_request_record", RequestRecord)
 
 
 @dataclass
 class CarrierWorld:
-    """State of one carrier sandbox: timelines, clock, request log, its own rate limit."""
+    """State of one carrier sandbox: timelines, clock, request log, its own rate limit, and the
+    carrier-wide fault it suffers, if any."""
 
     clock: SandboxClock = field(default_factory=SandboxClock)
     timelines: dict[str, Timeline] = field(default_factory=dict)
     requests: list[RequestRecord] = field(default_factory=list)
     rate_limit_per_second: float = 50.0
     slow_seconds: float = 30.0
+    fault_mode: FaultMode | None = None
+    fault_since: float = 0.0
+    """``time.monotonic()`` when ``fault_mode`` was set."""
+    retry_after: str = "1"
+    """The ``Retry-After`` header of :attr:`FaultMode.RATE_LIMITED` (seconds or an HTTP date)."""
+    trickle_seconds: float = 1.0
+    token_life_seconds: float = 2.0
+    hang_seconds: float = 3600.0
     _window: list[float] = field(default_factory=list)
+
+    def set_fault(self, mode: FaultMode) -> None:
+        """From now on every API request meets ``mode`` (control routes excepted)."""
+        self.fault_mode = mode
+        self.fault_since = time.monotonic()
+
+    def heal(self) -> None:
+        """Answer normally again."""
+        self.fault_mode = None
+
+    def fault_requests(self, mode: FaultMode | None = None) -> list[RequestRecord]:
+        """Requests that met ``mode`` (any fault when None), oldest first."""
+        return [r for r in self.requests if r.fault and (mode is None or r.fault == mode)]
 
     def register(self, timelines: Iterable[Timeline]) -> None:
         for timeline in timelines:
@@ -192,9 +254,16 @@ class CarrierWorld:
         return False
 
     def log(self, request: web.Request, numbers: Iterable[str], status: int) -> None:
-        self.requests.append(
-            RequestRecord(time.time(), request.method, request.path, tuple(numbers), status)
+        record = RequestRecord(
+            time.time(),
+            request.method,
+            request.path,
+            tuple(numbers),
+            status,
+            self.fault_mode.value if self.fault_mode is not None else "",
         )
+        self.requests.append(record)
+        request[RECORD_KEY] = record  # the fault middleware corrects what the client saw
         if len(self.requests) > 100_000:
             del self.requests[:50_000]
 
@@ -226,19 +295,30 @@ class TokenIssuer:
     def __init__(self, lifetime_seconds: float = 3600.0) -> None:
         self.lifetime_seconds = lifetime_seconds
         self._tokens: dict[str, float] = {}
+        self._issued_at: dict[str, float] = {}
         self.issued = 0
 
     def issue(self) -> str:
         import secrets
 
         token = "sbx_" + secrets.token_urlsafe(24)
-        self._tokens[token] = time.monotonic() + self.lifetime_seconds
+        now = time.monotonic()
+        self._tokens[token] = now + self.lifetime_seconds
+        self._issued_at[token] = now
         self.issued += 1
         return token
 
     def valid(self, token: str | None) -> bool:
         expires = self._tokens.get(token or "")
         return expires is not None and time.monotonic() < expires
+
+    def issued_at(self, token: str) -> float | None:
+        """``time.monotonic()`` when ``token`` was issued, if this issuer issued it."""
+        return self._issued_at.get(token)
+
+    def revoke(self, token: str) -> None:
+        """``token`` is refused from now on, whatever its expiry said."""
+        self._tokens.pop(token, None)
 
     def expire_all(self) -> None:
         self._tokens.clear()
@@ -271,8 +351,15 @@ HTML_ERROR_PAGE = (
 )
 
 
+CONTROL_PREFIX = "/_sandbox/"
+
+
 def add_control_routes(app: web.Application) -> None:
-    """``/_sandbox/*``: register timelines, read the request log, move the clock."""
+    """``/_sandbox/*``: register timelines, read the request log, move the clock, break and heal
+    the sandbox (:mod:`carriers.sandbox_faults`, installed here too)."""
+    from carriers.sandbox_faults import add_fault_injection  # it builds on this module
+
+    add_fault_injection(app)
 
     async def register(request: web.Request) -> web.Response:
         world = request.app[WORLD_KEY]
@@ -292,6 +379,7 @@ def add_control_routes(app: web.Application) -> None:
                     "path": r.path,
                     "numbers": list(r.numbers),
                     "status": r.status,
+                    "fault": r.fault,
                 }
                 for r in world.requests
             ]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from carriers.base import Outcome, TrackResult
 from carriers.fedex.parse import error_results, parse_response, parse_timestamp
 from carriers.fedex.statuses import EVENT_CODES, map_status
-from carriers.fedex.zones import zone_name
+from carriers.timezones import zone_name
 from tracker.domain import Status
 
 NUMBER = "794612345672"

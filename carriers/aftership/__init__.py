@@ -42,11 +42,10 @@ timeouts, 5xx, 429                          retried, then :class:`CarrierUnavail
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-from collections.abc import Coroutine, Iterable, Sequence
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Sequence
+from typing import ClassVar
 from urllib.parse import quote
 
 import aiohttp
@@ -54,15 +53,14 @@ import aiohttp
 from carriers.aftership import parse
 from carriers.base import (
     CarrierAuthError,
-    CarrierError,
     CarrierSettings,
-    CarrierUnavailable,
     JsonResponse,
     Outcome,
     RateLimiter,
     TrackResult,
     request_json,
 )
+from carriers.concurrent import gather_all
 
 __all__ = ["API_PATH", "DEFAULT_BASE_URL", "TEST_BASE_URL", "AftershipAdapter"]
 
@@ -76,8 +74,6 @@ API_PATH = "/tracking/2024-10"
 PUBLIC_TRACKING_PAGE = "https://www.aftership.com/track/"
 CREATE_REQUESTS_PER_SECOND = 10.0
 """Create budget when none is configured: half of AfterShip's 20 per second."""
-
-T = TypeVar("T")
 
 
 class AftershipAdapter:
@@ -158,7 +154,7 @@ class AftershipAdapter:
 
     async def _register_all(self, queries: list[str]) -> dict[str, TrackResult]:
         """Register ``queries``; the result of those AfterShip refused (the rest are registered)."""
-        outcomes = await _gather(self._register_one(q) for q in queries)
+        outcomes = await gather_all(self._register_one(q) for q in queries)
         return {q: r for q, r in zip(queries, outcomes, strict=True) if r is not None}
 
     async def _register_one(self, query: str) -> TrackResult | None:
@@ -182,7 +178,7 @@ class AftershipAdapter:
         size = self.max_batch
         chunks = [queries[i : i + size] for i in range(0, len(queries), size)]
         found: dict[str, TrackResult | None] = {}
-        for part in await _gather(self._read_chunk(chunk) for chunk in chunks):
+        for part in await gather_all(self._read_chunk(chunk) for chunk in chunks):
             found |= part
         return found
 
@@ -237,16 +233,6 @@ class AftershipAdapter:
         return response
 
 
-async def _gather(calls: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
-    """Run ``calls`` together; on failure cancel the rest and raise the most telling error."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(call) for call in calls]
-    except BaseExceptionGroup as failures:
-        raise _most_telling(failures) from None
-    return [task.result() for task in tasks]
-
-
 def _parse_batch(chunk: list[str], response: JsonResponse) -> parse.BatchResult:
     if response.body is None:
         snippet = response.text[:80].replace("\n", " ")
@@ -263,22 +249,3 @@ def _snippet(response: JsonResponse) -> str:
     if meta.message:
         return f"{meta.message} (code {meta.code})" if meta.code is not None else meta.message
     return response.text[:120].replace("\n", " ") or "no detail"
-
-
-def _most_telling(failures: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error to raise for a failed call: bad credentials first, then unavailability."""
-    leaves: list[BaseException] = []
-
-    def collect(group: BaseExceptionGroup[BaseException]) -> None:
-        for exc in group.exceptions:
-            if isinstance(exc, BaseExceptionGroup):
-                collect(exc)
-            else:
-                leaves.append(exc)
-
-    collect(failures)
-    for kind in (CarrierAuthError, CarrierUnavailable, CarrierError):
-        for exc in leaves:
-            if isinstance(exc, kind):
-                return exc
-    return leaves[0] if leaves else failures

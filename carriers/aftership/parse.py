@@ -14,23 +14,25 @@ missing, and a body that is not the documented shape is an :attr:`Outcome.ERROR`
 Time: ``checkpoint_time`` is the carrier's local time, "YYYY-MM-DDTHH:mm:ss" with or without an
 offset. AfterShip gives no UTC time for the scan itself (``created_at`` is when AfterShip
 stored it), so: an offset (``offset``; ``Z`` reads as ``utc``) first, else the checkpoint's zone
-from :mod:`.zones` (``local:Europe/Berlin``; US by state), else UTC (``local:assumed-utc``). A
-date alone is read as noon local time (``local:date-only:...``). Estimated delivery dates are in
-the recipient's zone, so they are read with the destination's zone.
+from :mod:`carriers.timezones` (``local:Europe/Berlin``; US by state), else UTC
+(``local:assumed-utc``). A date alone is read as noon local time (``local:date-only:...``).
+Estimated delivery dates are in the recipient's zone, so they are read with the destination's
+zone.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import datetime
 from typing import Any, TypeAlias
 
 from carriers.aftership.statuses import canonical_subtag, canonical_tag, map_status
-from carriers.aftership.zones import country_iso2, zone_for
+from carriers.aftership.zones import country_iso2
 from carriers.base import Outcome, TrackResult
+from carriers.timezones import parse_timestamp
 from tracker.domain import TrackingEvent
+from tracker.text import clean_text
 
 NOT_FOUND_CODES = frozenset({404, 4004, 4012})
 """``meta.code`` values meaning AfterShip does not (or cannot) track the number."""
@@ -39,8 +41,6 @@ INVALID_CODES = frozenset({4005, 4007, 4008, 4010, 4011, 4017})
 """``meta.code`` values meaning the number (or what it needs) is not acceptable."""
 
 ALREADY_EXISTS = 4003
-
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 # Estimated delivery, most specific source first: (object field, keys in order of preference).
 _ETA_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -76,32 +76,6 @@ class Meta:
     code: int | None
     message: str
     type: str
-
-
-def parse_timestamp(
-    value: object, country: str | None = None, state: object = None
-) -> tuple[datetime, str] | None:
-    """``(aware UTC datetime, time_source)`` from an AfterShip time, or None if unreadable."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if not text or len(text) > 64:
-        return None
-    date_only = _DATE_ONLY.match(text) is not None
-    try:
-        moment = datetime.fromisoformat(text)
-        if date_only:
-            moment = datetime.combine(moment.date(), time(12))
-        if moment.tzinfo is not None:
-            source = "utc" if text[-1] in "zZ" else "offset"
-            return moment.astimezone(UTC), source
-        zone = zone_for(country, state)
-        prefix = "local:date-only:" if date_only else "local:"
-        if zone is None:
-            return moment.replace(tzinfo=UTC), f"{prefix}assumed-utc"
-        return moment.replace(tzinfo=zone).astimezone(UTC), f"{prefix}{zone}"
-    except (ValueError, OverflowError):
-        return None
 
 
 def read_meta(body: object) -> Meta:
@@ -299,4 +273,5 @@ def compact(number: str) -> str:
 
 
 def _text(value: object) -> str:
-    return value.strip() if isinstance(value, str) else ""
+    """Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`)."""
+    return clean_text(value)

@@ -7,8 +7,8 @@ checkpoint with the tag and subtag AfterShip would give such a scan, and AfterSh
 
 Times are written the ways carriers hand them to AfterShip, chosen per number so that a number
 always looks the same: local time with its offset, UTC with ``Z``, or local time with no zone at
-all (only where :func:`.zones.zone_for` knows the zone, since only then can the parser, like a
-person, tell what such a time means; elsewhere that style writes ``Z``).
+all (only where :func:`carriers.timezones.zone_for_place` knows the zone, since only then can the
+parser, like a person, tell what such a time means; elsewhere that style writes ``Z``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
-from carriers.aftership.zones import ISO2_TO_ISO3, zone_for
+from carriers.aftership.zones import ISO2_TO_ISO3
 from carriers.sandbox_base import Kind, Scan, Timeline
+from carriers.timezones import format_timestamp, zone_for_place
 from tracker.domain import Status
 
 KIND_STATUS: Mapping[Kind, Status | None] = MappingProxyType({Kind.INFO: Status.IN_TRANSIT})
@@ -97,16 +98,7 @@ def time_style(number: str) -> TimeStyle:
 
 def render_time(moment: datetime, country: str, style: TimeStyle) -> str:
     """``moment`` as a carrier in ``country`` (ISO alpha-2) hands it to AfterShip."""
-    zone = zone_for(country.upper() or None)
-    if zone is None or style is TimeStyle.UTC:
-        in_utc = moment.astimezone(UTC)
-        if style is TimeStyle.OFFSET:
-            return in_utc.isoformat(timespec="seconds")
-        return in_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-    local = moment.astimezone(zone)
-    if style is TimeStyle.OFFSET:
-        return local.isoformat(timespec="seconds")
-    return local.replace(tzinfo=None).isoformat(timespec="seconds")
+    return format_timestamp(moment, zone_for_place(country), style.value)
 
 
 def utc_stamp(moment: datetime) -> str:

@@ -1,24 +1,16 @@
-"""Places in AfterShip answers: ISO alpha-3 countries -> alpha-2, and the time zone of a place.
+"""Countries in AfterShip answers: ISO alpha-3 -> alpha-2. Pure: no I/O.
 
 AfterShip writes countries as ISO 3166-1 alpha-3 (``country_iso3`` in the legacy and early
 versioned API, ``country_region`` in later versions); the tracker stores alpha-2. Checkpoint
-times are the carrier's local time, often with no offset, so a zone is needed to read them:
-
-* :data:`COUNTRY_ZONES` covers countries whose people live (almost) entirely in one zone;
-  countries spread over several zones (US, CA, BR, RU, AU, MX, ID, ...) are absent.
-* :data:`US_STATE_ZONES` covers the United States by state (two-letter code or full name). A
-  state split between two zones gets the zone most of its people live in (Texas: Central).
-
-Pure: no I/O. A place we have no zone for returns None, and the caller decides (the parser
-then reads the time as UTC and says so).
+times are the carrier's local time, often with no offset; the zone of a checkpoint's place
+(alpha-2 country, and for the US and Canada the state, which AfterShip may write as a code or
+a full name) comes from :mod:`carriers.timezones`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import tzinfo
 from types import MappingProxyType
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _ISO3_ISO2_PAIRS = """
 AFG AF ALA AX ALB AL DZA DZ ASM AS AND AD AGO AO AIA AI ATA AQ ATG AG ARG AR ARM AM ABW AW
@@ -54,68 +46,6 @@ ISO3_TO_ISO2: Mapping[str, str] = MappingProxyType(_pairs(_ISO3_ISO2_PAIRS))
 
 ISO2_TO_ISO3: Mapping[str, str] = MappingProxyType({v: k for k, v in ISO3_TO_ISO2.items()})
 
-COUNTRY_ZONES: Mapping[str, str] = MappingProxyType(
-    {
-        "AE": "Asia/Dubai", "AR": "America/Argentina/Buenos_Aires", "AT": "Europe/Vienna",
-        "BD": "Asia/Dhaka", "BE": "Europe/Brussels", "BG": "Europe/Sofia", "BY": "Europe/Minsk",
-        "CH": "Europe/Zurich", "CN": "Asia/Shanghai", "CO": "America/Bogota",
-        "CR": "America/Costa_Rica", "CY": "Asia/Nicosia", "CZ": "Europe/Prague",
-        "DE": "Europe/Berlin", "DK": "Europe/Copenhagen", "EE": "Europe/Tallinn",
-        "EG": "Africa/Cairo", "ES": "Europe/Madrid", "FI": "Europe/Helsinki", "FR": "Europe/Paris",
-        "GB": "Europe/London", "GR": "Europe/Athens", "HK": "Asia/Hong_Kong",
-        "HR": "Europe/Zagreb", "HU": "Europe/Budapest", "IE": "Europe/Dublin",
-        "IL": "Asia/Jerusalem", "IN": "Asia/Kolkata", "IS": "Atlantic/Reykjavik",
-        "IT": "Europe/Rome", "JP": "Asia/Tokyo", "KR": "Asia/Seoul", "LT": "Europe/Vilnius",
-        "LU": "Europe/Luxembourg", "LV": "Europe/Riga", "MA": "Africa/Casablanca",
-        "MT": "Europe/Malta", "MY": "Asia/Kuala_Lumpur", "NG": "Africa/Lagos",
-        "NL": "Europe/Amsterdam", "NO": "Europe/Oslo", "NZ": "Pacific/Auckland",
-        "PH": "Asia/Manila", "PK": "Asia/Karachi", "PL": "Europe/Warsaw",
-        "PR": "America/Puerto_Rico", "PT": "Europe/Lisbon", "RO": "Europe/Bucharest",
-        "RS": "Europe/Belgrade", "SA": "Asia/Riyadh", "SE": "Europe/Stockholm",
-        "SG": "Asia/Singapore",
-        "SI": "Europe/Ljubljana", "SK": "Europe/Bratislava", "TH": "Asia/Bangkok",
-        "TR": "Europe/Istanbul", "TW": "Asia/Taipei", "UA": "Europe/Kyiv",
-        "VN": "Asia/Ho_Chi_Minh", "ZA": "Africa/Johannesburg",
-    }
-)  # fmt: skip
-"""ISO alpha-2 -> IANA zone for single-zone countries (Spain and Portugal: the mainland)."""
-
-_EAST, _CENTRAL, _MOUNTAIN, _PACIFIC = (
-    "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles",
-)  # fmt: skip
-
-_US_STATES: tuple[tuple[str, str, str], ...] = (
-    ("AL", "Alabama", _CENTRAL), ("AK", "Alaska", "America/Anchorage"),
-    ("AZ", "Arizona", "America/Phoenix"), ("AR", "Arkansas", _CENTRAL),
-    ("CA", "California", _PACIFIC), ("CO", "Colorado", _MOUNTAIN),
-    ("CT", "Connecticut", _EAST), ("DE", "Delaware", _EAST),
-    ("DC", "District of Columbia", _EAST), ("FL", "Florida", _EAST),
-    ("GA", "Georgia", _EAST), ("HI", "Hawaii", "Pacific/Honolulu"),
-    ("ID", "Idaho", "America/Boise"), ("IL", "Illinois", _CENTRAL),
-    ("IN", "Indiana", "America/Indiana/Indianapolis"), ("IA", "Iowa", _CENTRAL),
-    ("KS", "Kansas", _CENTRAL), ("KY", "Kentucky", _EAST), ("LA", "Louisiana", _CENTRAL),
-    ("ME", "Maine", _EAST), ("MD", "Maryland", _EAST), ("MA", "Massachusetts", _EAST),
-    ("MI", "Michigan", "America/Detroit"), ("MN", "Minnesota", _CENTRAL),
-    ("MS", "Mississippi", _CENTRAL), ("MO", "Missouri", _CENTRAL),
-    ("MT", "Montana", _MOUNTAIN), ("NE", "Nebraska", _CENTRAL), ("NV", "Nevada", _PACIFIC),
-    ("NH", "New Hampshire", _EAST), ("NJ", "New Jersey", _EAST),
-    ("NM", "New Mexico", _MOUNTAIN), ("NY", "New York", _EAST),
-    ("NC", "North Carolina", _EAST), ("ND", "North Dakota", _CENTRAL), ("OH", "Ohio", _EAST),
-    ("OK", "Oklahoma", _CENTRAL), ("OR", "Oregon", _PACIFIC), ("PA", "Pennsylvania", _EAST),
-    ("RI", "Rhode Island", _EAST), ("SC", "South Carolina", _EAST),
-    ("SD", "South Dakota", _CENTRAL), ("TN", "Tennessee", _CENTRAL), ("TX", "Texas", _CENTRAL),
-    ("UT", "Utah", _MOUNTAIN), ("VT", "Vermont", _EAST), ("VA", "Virginia", _EAST),
-    ("WA", "Washington", _PACIFIC), ("WV", "West Virginia", _EAST),
-    ("WI", "Wisconsin", _CENTRAL), ("WY", "Wyoming", _MOUNTAIN),
-    ("PR", "Puerto Rico", "America/Puerto_Rico"), ("GU", "Guam", "Pacific/Guam"),
-    ("VI", "Virgin Islands", "America/St_Thomas"),
-)  # fmt: skip
-
-US_STATE_ZONES: Mapping[str, str] = MappingProxyType(
-    {key.casefold(): zone for code, name, zone in _US_STATES for key in (code, name)}
-)
-"""US state code or name (case-folded) -> IANA zone (the majority zone of split states)."""
-
 
 def country_iso2(value: object) -> str | None:
     """An alpha-2 code from AfterShip's alpha-3 (or an alpha-2 given as such), else None."""
@@ -127,17 +57,3 @@ def country_iso2(value: object) -> str | None:
     if len(code) == 2 and code in ISO2_TO_ISO3:
         return code
     return None
-
-
-def zone_for(country: str | None, state: object = None) -> tzinfo | None:
-    """The zone of a place: the US state's when the country is the US, else the country's."""
-    if country == "US":
-        name = US_STATE_ZONES.get(state.strip().casefold()) if isinstance(state, str) else None
-    else:
-        name = COUNTRY_ZONES.get(country or "")
-    if name is None:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None

@@ -18,7 +18,6 @@ anything else            ``ERROR`` for that number only
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import ClassVar
@@ -28,15 +27,14 @@ import aiohttp
 
 from carriers.base import (
     CarrierAuthError,
-    CarrierError,
     CarrierSettings,
-    CarrierUnavailable,
     JsonResponse,
     Outcome,
     RateLimiter,
     TrackResult,
     request_json,
 )
+from carriers.concurrent import read_isolated, track_each
 from carriers.dhl import parse
 
 __all__ = ["DEFAULT_BASE_URL", "TEST_BASE_URL", "DhlAdapter"]
@@ -71,17 +69,11 @@ class DhlAdapter:
         Raises :class:`CarrierAuthError` or :class:`CarrierUnavailable` when DHL cannot be asked;
         the other requests of the call are then cancelled.
         """
-        unique = list(dict.fromkeys(numbers))
-        if not unique:
+        if not numbers:
             return {}
         if self._settings.api_key is None:
             raise CarrierAuthError("carriers.dhl.api_key is not set")
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = {number: group.create_task(self._track_one(number)) for number in unique}
-        except BaseExceptionGroup as failures:
-            raise _most_telling(failures) from None
-        return {number: task.result() for number, task in tasks.items()}
+        return await track_each(numbers, self._track_one)
 
     def public_url(self, number: str) -> str:
         """DHL's public tracking page for ``number``."""
@@ -105,13 +97,13 @@ class DhlAdapter:
             params={"trackingNumber": query_number, "language": "en"},
         )
         log.debug("DHL answered HTTP %d for %s", response.status, query_number)
-        try:
-            return self._read(number, response)
-        except CarrierError:
-            raise
-        except Exception:  # a parser bug must not fail the other numbers
-            log.exception("could not read DHL's answer for %s", query_number)
-            return TrackResult.error(number, "could not read DHL's answer (see the daemon log)")
+        return read_isolated(
+            number,
+            lambda: self._read(number, response),
+            carrier="DHL",
+            asked=query_number,
+            logger=log,
+        )
 
     @staticmethod
     def _read(number: str, response: JsonResponse) -> TrackResult:
@@ -138,22 +130,3 @@ def _problem_detail(response: JsonResponse) -> str:
             if isinstance(value, str) and value.strip():
                 return value.strip()
     return response.text[:120].replace("\n", " ") or "no detail"
-
-
-def _most_telling(failures: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error to raise for a failed call: bad credentials first, then unavailability."""
-    leaves: list[BaseException] = []
-
-    def collect(group: BaseExceptionGroup[BaseException]) -> None:
-        for exc in group.exceptions:
-            if isinstance(exc, BaseExceptionGroup):
-                collect(exc)
-            else:
-                leaves.append(exc)
-
-    collect(failures)
-    for kind in (CarrierAuthError, CarrierUnavailable, CarrierError):
-        for exc in leaves:
-            if isinstance(exc, kind):
-                return exc
-    return leaves[0] if leaves else failures

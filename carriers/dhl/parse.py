@@ -12,108 +12,21 @@ missing, and a body that is not the documented shape is an :attr:`Outcome.ERROR`
 Timestamps come in three shapes, and each event says in ``time_source`` which one it had:
 ``2018-08-03T07:53:47Z`` (``utc``), ``2018-08-03T09:53:47+02:00`` (``offset``), and local time
 with no zone, ``2018-08-03T09:53:47``. The last is read in the time zone of the event's
-country when :data:`COUNTRY_ZONES` knows it (``local:Europe/Berlin``), else as UTC
-(``local:assumed-utc``). A date alone (``2018-08-03``) is taken as noon local time so that the
+country when :data:`carriers.timezones.COUNTRY_ZONES` knows it (``local:Europe/Berlin``), else as
+UTC (``local:assumed-utc``). A date alone (``2018-08-03``) is taken as noon local time so that the
 day survives the conversion to UTC (``local:date-only:...``).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from datetime import UTC, datetime, time, tzinfo
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from carriers.base import Outcome, TrackResult
 from carriers.dhl.statuses import map_status
+from carriers.timezones import parse_timestamp
 from tracker.domain import TrackingEvent
-
-COUNTRY_ZONES: Mapping[str, str] = {
-    "AE": "Asia/Dubai",
-    "AT": "Europe/Vienna",
-    "BE": "Europe/Brussels",
-    "BG": "Europe/Sofia",
-    "CH": "Europe/Zurich",
-    "CN": "Asia/Shanghai",
-    "CZ": "Europe/Prague",
-    "DE": "Europe/Berlin",
-    "DK": "Europe/Copenhagen",
-    "EE": "Europe/Tallinn",
-    "ES": "Europe/Madrid",
-    "FI": "Europe/Helsinki",
-    "FR": "Europe/Paris",
-    "GB": "Europe/London",
-    "GR": "Europe/Athens",
-    "HK": "Asia/Hong_Kong",
-    "HR": "Europe/Zagreb",
-    "HU": "Europe/Budapest",
-    "IE": "Europe/Dublin",
-    "IL": "Asia/Jerusalem",
-    "IN": "Asia/Kolkata",
-    "IT": "Europe/Rome",
-    "JP": "Asia/Tokyo",
-    "KR": "Asia/Seoul",
-    "LT": "Europe/Vilnius",
-    "LU": "Europe/Luxembourg",
-    "LV": "Europe/Riga",
-    "NL": "Europe/Amsterdam",
-    "NO": "Europe/Oslo",
-    "NZ": "Pacific/Auckland",
-    "PL": "Europe/Warsaw",
-    "RO": "Europe/Bucharest",
-    "SE": "Europe/Stockholm",
-    "SG": "Asia/Singapore",
-    "SI": "Europe/Ljubljana",
-    "SK": "Europe/Bratislava",
-    "TR": "Europe/Istanbul",
-    "TW": "Asia/Taipei",
-    "ZA": "Africa/Johannesburg",
-}
-"""ISO country -> IANA zone, for single-zone countries DHL commonly reports in local time.
-
-Countries spanning several zones (US, CA, BR, RU, AU, MX, ...) are deliberately absent: their
-zone-less times are read as UTC rather than guessed.
-"""
-
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def zone_for_country(country: object) -> tzinfo | None:
-    """The time zone of an ISO 3166-1 alpha-2 ``country``, when it has exactly one we know."""
-    if not isinstance(country, str):
-        return None
-    name = COUNTRY_ZONES.get(country.strip().upper())
-    if name is None:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-
-
-def parse_timestamp(value: object, country: object = None) -> tuple[datetime, str] | None:
-    """``(aware UTC datetime, time_source)`` from a DHL timestamp, or None if unreadable."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if not text or len(text) > 64:
-        return None
-    date_only = _DATE_ONLY.match(text) is not None
-    try:
-        moment = datetime.fromisoformat(text)
-        if date_only:
-            moment = datetime.combine(moment.date(), time(12))
-        if moment.tzinfo is not None:
-            source = "utc" if text[-1] in "zZ" else "offset"
-            return moment.astimezone(UTC), source
-        zone = zone_for_country(country)
-        prefix = "local:date-only:" if date_only else "local:"
-        if zone is None:
-            return moment.replace(tzinfo=UTC), f"{prefix}assumed-utc"
-        return moment.replace(tzinfo=zone).astimezone(UTC), f"{prefix}{zone}"
-    except (ValueError, OverflowError):
-        return None
+from tracker.text import clean_text
 
 
 def parse_response(number: str, body: object) -> TrackResult:
@@ -293,7 +206,8 @@ def _country(place: object) -> str | None:
 
 
 def _text(value: object) -> str:
-    return value.strip() if isinstance(value, str) else ""
+    """Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`)."""
+    return clean_text(value)
 
 
 def _compact(number: str) -> str:

@@ -8,7 +8,7 @@ work here too.
 
 Timestamps are written the three ways the live API writes them, chosen per number so that a
 number always looks the same: with the local offset, in UTC with ``Z``, or as local time with no
-zone at all (only for countries :data:`carriers.dhl.parse.COUNTRY_ZONES` knows, since that is the
+zone at all (only for countries :data:`carriers.timezones.COUNTRY_ZONES` knows, since that is the
 only way the parser, like a person, can tell what such a time means).
 """
 
@@ -20,13 +20,12 @@ import json
 import logging
 import zlib
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
 from aiohttp import web
 
-from carriers.dhl.parse import zone_for_country
 from carriers.sandbox_base import (
     HTML_ERROR_PAGE,
     WORLD_KEY,
@@ -39,6 +38,7 @@ from carriers.sandbox_base import (
     fault_pause,
     truncated_json,
 )
+from carriers.timezones import format_timestamp, zone_for_place
 
 log = logging.getLogger(__name__)
 
@@ -121,16 +121,7 @@ def render_time(moment: datetime, country: str, style: TimeStyle) -> str:
     Without a known zone for ``country`` an offset style writes ``+00:00`` and the zone-less
     style falls back to ``Z``.
     """
-    zone = zone_for_country(country)
-    if zone is None or style is TimeStyle.UTC:
-        in_utc = moment.astimezone(UTC)
-        if style is TimeStyle.OFFSET:
-            return in_utc.isoformat(timespec="seconds")
-        return in_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-    local = moment.astimezone(zone)
-    if style is TimeStyle.OFFSET:
-        return local.isoformat(timespec="seconds")
-    return local.replace(tzinfo=None).isoformat(timespec="seconds")
+    return format_timestamp(moment, zone_for_place(country), style.value)
 
 
 def render_event(moment: datetime, scan: Scan, style: TimeStyle) -> dict[str, Any]:

@@ -22,7 +22,6 @@ anything else               ``ERROR`` for the numbers of that request
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -35,13 +34,13 @@ from carriers.base import (
     CarrierAuthError,
     CarrierError,
     CarrierSettings,
-    CarrierUnavailable,
     JsonResponse,
     Outcome,
     RateLimiter,
     TrackResult,
     request_json,
 )
+from carriers.concurrent import gather_all
 from carriers.fedex import parse
 from carriers.oauth import TokenCache, read_token, with_token
 
@@ -99,13 +98,8 @@ class FedexAdapter:
                 results[number] = blank
         queries = list(asked)
         batches = [queries[i : i + self.max_batch] for i in range(0, len(queries), self.max_batch)]
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._track_batch(batch)) for batch in batches]
-        except BaseExceptionGroup as failures:
-            raise _most_telling(failures) from None
-        for task in tasks:
-            for query, result in task.result().items():
+        for answer in await gather_all(self._track_batch(batch) for batch in batches):
+            for query, result in answer.items():
                 for number in asked[query]:
                     results[number] = result if number == query else _renamed(result, number)
         return {number: results[number] for number in unique}
@@ -125,9 +119,8 @@ class FedexAdapter:
         usable = response.status == 200 and response.body is not None
         if not usable and response.status in (200, 400) and len(batch) > 1:
             log.info("FedEx could not answer %d numbers together; asking one by one", len(batch))
-            async with asyncio.TaskGroup() as group:
-                singles = [group.create_task(self._track_batch([n])) for n in batch]
-            return {n: r for single in singles for n, r in single.result().items()}
+            singles = await gather_all(self._track_batch([n]) for n in batch)
+            return {n: r for single in singles for n, r in single.items()}
         try:
             return self._read(batch, response)
         except CarrierError:
@@ -209,22 +202,3 @@ def _renamed(result: TrackResult, number: str) -> TrackResult:
         raw_status=result.raw_status,
         extra=dict(result.extra),
     )
-
-
-def _most_telling(failures: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error to raise for a failed call: bad credentials first, then unavailability."""
-    leaves: list[BaseException] = []
-
-    def collect(group: BaseExceptionGroup[BaseException]) -> None:
-        for exc in group.exceptions:
-            if isinstance(exc, BaseExceptionGroup):
-                collect(exc)
-            else:
-                leaves.append(exc)
-
-    collect(failures)
-    for kind in (CarrierAuthError, CarrierUnavailable, CarrierError):
-        for exc in leaves:
-            if isinstance(exc, kind):
-                return exc
-    return leaves[0] if leaves else failures

@@ -15,7 +15,7 @@ each number it should have answered.
 
 Time: FedEx writes scan dates with an offset (``2018-02-02T12:01:00-07:00``, ``offset``) and some
 dates with none (``2021-10-01T08:00:00``). A zone-less time is read in the zone of the place it
-belongs to (:mod:`carriers.fedex.zones`: US state, Canadian province, or single-zone country;
+belongs to (:mod:`carriers.timezones`: US state, Canadian province, or single-zone country;
 ``local:America/Chicago``), else as UTC (``local:assumed-utc``); a date alone is taken as noon
 there (``local:date-only:...``). A time ending in ``Z`` is ``utc``.
 """
@@ -24,48 +24,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from typing import Any
 
 from carriers.base import Outcome, TrackResult
 from carriers.fedex.statuses import map_status
-from carriers.fedex.zones import zone_for
+from carriers.timezones import parse_timestamp
 from tracker.domain import TrackingEvent
+from tracker.text import clean_text
 
 NOT_FOUND_CODES = frozenset({"TRACKING.TRACKINGNUMBER.NOTFOUND", "TRACKING.DATA.NOTFOUND"})
 """Error codes meaning "FedEx has no parcel with this number"."""
 
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 ETA_DATE_TYPES = ("ESTIMATED_DELIVERY", "APPOINTMENT_DELIVERY")
 """``dateAndTimes`` types read as the ETA, in order, before the estimated window."""
-
-
-def parse_timestamp(
-    value: object, country: object = None, state: object = None
-) -> tuple[datetime, str] | None:
-    """``(aware UTC datetime, time_source)`` from a FedEx date, or None if unreadable."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if not text or len(text) > 64:
-        return None
-    date_only = _DATE_ONLY.match(text) is not None
-    try:
-        moment = datetime.fromisoformat(text)
-        if date_only:
-            moment = datetime.combine(moment.date(), time(12))
-        if moment.tzinfo is not None:
-            source = "utc" if text[-1] in "zZ" else "offset"
-            return moment.astimezone(UTC), source
-        zone = zone_for(country, state)
-        prefix = "local:date-only:" if date_only else "local:"
-        if zone is None:
-            return moment.replace(tzinfo=UTC), f"{prefix}assumed-utc"
-        return moment.replace(tzinfo=zone).astimezone(UTC), f"{prefix}{zone}"
-    except (ValueError, OverflowError):
-        return None
 
 
 def parse_response(numbers: Sequence[str], body: object) -> dict[str, TrackResult]:
@@ -310,7 +284,8 @@ def _at(value: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
 
 
 def _text(value: object) -> str:
-    return value.strip() if isinstance(value, str) else ""
+    """Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`)."""
+    return clean_text(value)
 
 
 def _compact(number: str) -> str:

@@ -8,7 +8,7 @@ Times are written one of three ways, chosen per number (:func:`time_style`) so t
 always looks the same: with the local offset, as FedEx writes scan dates
 (``2018-02-02T12:01:00-07:00``); in UTC with ``+00:00``; or as local time with no zone, as the
 spec's ``dateAndTimes`` and window examples are written. The zone-less style needs to know the
-place's zone: a country :mod:`carriers.fedex.zones` knows, or a US / Canadian city in
+place's zone: a country :mod:`carriers.timezones` knows, or a US / Canadian city in
 :data:`CITY_STATES` (FedEx names the state; a script names only the city). Elsewhere that style
 falls back to UTC with ``+00:00``.
 """
@@ -21,8 +21,8 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from carriers.fedex.zones import zone_for
 from carriers.sandbox_base import Kind, Scan, Timeline
+from carriers.timezones import zone_for_place
 
 CITY_STATES: dict[tuple[str, str], str] = {
     ("US", "AUSTIN"): "TX", ("US", "BOSTON"): "MA", ("US", "CHICAGO"): "IL",
@@ -110,7 +110,7 @@ def state_of(scan: Scan) -> str:
 
 def render_time(moment: datetime, country: str, state: str, style: TimeStyle) -> str:
     """``moment`` as FedEx writes it for a place in ``country`` / ``state``."""
-    zone = zone_for(country, state)
+    zone = zone_for_place(country, state)
     if zone is None or style is TimeStyle.UTC:
         return moment.astimezone(UTC).isoformat(timespec="seconds")
     local = moment.astimezone(zone)

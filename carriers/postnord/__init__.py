@@ -24,7 +24,6 @@ without a request: PostNord accepts only ``A-Z a-z 0-9`` in the identifier.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import ClassVar
@@ -34,7 +33,6 @@ import aiohttp
 
 from carriers.base import (
     CarrierAuthError,
-    CarrierError,
     CarrierSettings,
     CarrierUnavailable,
     JsonResponse,
@@ -43,6 +41,7 @@ from carriers.base import (
     TrackResult,
     request_json,
 )
+from carriers.concurrent import read_isolated, track_each
 from carriers.postnord import parse
 
 __all__ = ["DEFAULT_BASE_URL", "TEST_BASE_URL", "PostnordAdapter"]
@@ -79,17 +78,11 @@ class PostnordAdapter:
         Raises :class:`CarrierAuthError` or :class:`CarrierUnavailable` when PostNord cannot be
         asked; the other requests of the call are then cancelled.
         """
-        unique = list(dict.fromkeys(numbers))
-        if not unique:
+        if not numbers:
             return {}
         if self._settings.api_key is None or not self._settings.api_key.get_secret_value():
             raise CarrierAuthError("carriers.postnord.api_key is not set")
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = {number: group.create_task(self._track_one(number)) for number in unique}
-        except BaseExceptionGroup as failures:
-            raise _first_by_severity(failures) from None
-        return {number: task.result() for number, task in tasks.items()}
+        return await track_each(numbers, self._track_one)
 
     def public_url(self, number: str) -> str:
         """PostNord's public tracking page for ``number``."""
@@ -121,15 +114,13 @@ class PostnordAdapter:
         except CarrierUnavailable as exc:
             raise CarrierUnavailable(_mask(str(exc), secret), retry_after=exc.retry_after) from None
         log.debug("PostNord answered HTTP %d for %s", response.status, identifier)
-        try:
-            return self._read(number, response)
-        except CarrierError:
-            raise
-        except Exception:  # a parser bug must not fail the other numbers
-            log.exception("could not read PostNord's answer for %s", identifier)
-            return TrackResult.error(
-                number, "could not read PostNord's answer (see the daemon log)"
-            )
+        return read_isolated(
+            number,
+            lambda: self._read(number, response),
+            carrier="PostNord",
+            asked=identifier,
+            logger=log,
+        )
 
     @staticmethod
     def _read(number: str, response: JsonResponse) -> TrackResult:
@@ -164,20 +155,3 @@ def _detail(response: JsonResponse) -> str:
 def _mask(text: str, secret: str) -> str:
     """``text`` with the API key replaced, should a library have put the whole URL in it."""
     return text.replace(secret, "***") if secret else text
-
-
-def _first_by_severity(failures: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error to raise for a failed call: bad credentials, then unavailability."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [failures]
-    while pending:
-        current = pending.pop()
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(reversed(current.exceptions))
-        else:
-            leaves.append(current)
-    for kind in (CarrierAuthError, CarrierUnavailable, CarrierError):
-        found = next((exc for exc in leaves if isinstance(exc, kind)), None)
-        if found is not None:
-            return found
-    return leaves[0] if leaves else failures

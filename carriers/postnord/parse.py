@@ -18,53 +18,24 @@ Nothing here raises on what PostNord sends: an event that is not an object or ha
 read as missing, and a body of another shape is an :attr:`Outcome.ERROR` result.
 
 ``eventTime`` is usually Nordic local time with no zone (``2024-05-13T14:27:00``); it is read in
-the zone of the event's country when :data:`COUNTRY_ZONES` has it (``local:Europe/Stockholm``),
-else as UTC (``local:assumed-utc``). A time with ``Z`` is ``utc``, one with an offset
-``offset``. A bare date (an ETA) is taken as noon local time (``local:date-only:...``).
+the zone of the event's country when :data:`carriers.timezones.COUNTRY_ZONES` has it
+(``local:Europe/Stockholm``), else as UTC (``local:assumed-utc``). A time with ``Z`` is ``utc``,
+one with an offset ``offset``. A bare date (an ETA) is taken as noon local time
+(``local:date-only:...``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, time, tzinfo
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from carriers.base import Outcome, TrackResult
 from carriers.postnord.statuses import map_status, normalize_code
+from carriers.timezones import parse_timestamp
 from tracker.domain import TrackingEvent
-
-COUNTRY_ZONES: Mapping[str, str] = {
-    "AT": "Europe/Vienna",
-    "BE": "Europe/Brussels",
-    "CH": "Europe/Zurich",
-    "CN": "Asia/Shanghai",
-    "CZ": "Europe/Prague",
-    "DE": "Europe/Berlin",
-    "DK": "Europe/Copenhagen",
-    "EE": "Europe/Tallinn",
-    "ES": "Europe/Madrid",
-    "FI": "Europe/Helsinki",
-    "FO": "Atlantic/Faroe",
-    "FR": "Europe/Paris",
-    "GB": "Europe/London",
-    "HK": "Asia/Hong_Kong",
-    "IE": "Europe/Dublin",
-    "IS": "Atlantic/Reykjavik",
-    "IT": "Europe/Rome",
-    "LT": "Europe/Vilnius",
-    "LV": "Europe/Riga",
-    "NL": "Europe/Amsterdam",
-    "NO": "Europe/Oslo",
-    "PL": "Europe/Warsaw",
-    "SE": "Europe/Stockholm",
-}
-"""ISO country -> IANA zone: the Nordic countries PostNord serves and their usual neighbours.
-
-Countries spanning several zones (US, CA, RU, AU, GL, ...) are absent on purpose: a zone-less time
-there is read as UTC rather than guessed.
-"""
+from tracker.text import clean_text
 
 COUNTRY_NAMES: Mapping[str, str] = {
     "SWEDEN": "SE", "SVERIGE": "SE", "DENMARK": "DK", "DANMARK": "DK", "NORWAY": "NO",
@@ -72,44 +43,7 @@ COUNTRY_NAMES: Mapping[str, str] = {
 }  # fmt: skip
 """Country names PostNord writes in ``country`` when ``countryCode`` is missing."""
 
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _INVALID_ID_FAULT = re.compile(r"invalid[\W_]*(?:identifier|id(?![a-z]))", re.IGNORECASE)
-
-
-def zone_for_country(country: object) -> tzinfo | None:
-    """The time zone of an ISO 3166-1 alpha-2 ``country``, when it has exactly one we know."""
-    if not isinstance(country, str):
-        return None
-    name = COUNTRY_ZONES.get(country.strip().upper())
-    if name is None:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-
-
-def parse_timestamp(value: object, country: object = None) -> tuple[datetime, str] | None:
-    """``(aware UTC datetime, time_source)`` from a PostNord time, or None if unreadable."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if not text or len(text) > 64:
-        return None
-    date_only = _DATE_ONLY.match(text) is not None
-    try:
-        moment = datetime.fromisoformat(text)
-        if date_only:
-            moment = datetime.combine(moment.date(), time(12))
-        if moment.tzinfo is not None:
-            return moment.astimezone(UTC), "utc" if text[-1] in "zZ" else "offset"
-        zone = zone_for_country(country)
-        prefix = "local:date-only:" if date_only else "local:"
-        if zone is None:
-            return moment.replace(tzinfo=UTC), f"{prefix}assumed-utc"
-        return moment.replace(tzinfo=zone).astimezone(UTC), f"{prefix}{zone}"
-    except (ValueError, OverflowError):
-        return None
 
 
 def parse_response(number: str, body: object) -> TrackResult:
@@ -327,8 +261,10 @@ def _status_text(holder: dict[str, Any]) -> str:
 
 
 def _raw_status(item: dict[str, Any], shipment: dict[str, Any]) -> str:
-    status = normalize_code(item.get("status")) or normalize_code(shipment.get("status"))
-    event_status = normalize_code(item.get("eventStatus"))
+    status = normalize_code(_text(item.get("status"))) or normalize_code(
+        _text(shipment.get("status"))
+    )
+    event_status = normalize_code(_text(item.get("eventStatus")))
     if event_status and event_status != status:
         return f"{status}/{event_status}" if status else event_status
     return status
@@ -339,7 +275,8 @@ def _dict(value: object) -> dict[str, Any]:
 
 
 def _text(value: object) -> str:
-    return value.strip() if isinstance(value, str) else ""
+    """Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`)."""
+    return clean_text(value)
 
 
 def _compact(number: str) -> str:

@@ -16,12 +16,12 @@ elsewhere it falls back to ``Z``, since no reader could tell what such a time me
 from __future__ import annotations
 
 import zlib
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from carriers.postnord.parse import zone_for_country
 from carriers.sandbox_base import Kind, Scan, Timeline
+from carriers.timezones import format_timestamp, zone_for_place
 
 # Kind -> (item status, eventCode, eventDescription, locationType)
 WORDING: dict[Kind, tuple[str, str, str, str]] = {
@@ -98,16 +98,7 @@ def time_style(number: str) -> TimeStyle:
 
 def render_time(moment: datetime, country: str, style: TimeStyle) -> str:
     """``moment`` as PostNord writes it for a place in ``country``."""
-    zone = zone_for_country(country)
-    if zone is None or style is TimeStyle.UTC:
-        in_utc = moment.astimezone(UTC)
-        if style is TimeStyle.OFFSET:
-            return in_utc.isoformat(timespec="seconds")
-        return in_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-    local = moment.astimezone(zone)
-    if style is TimeStyle.OFFSET:
-        return local.isoformat(timespec="seconds")
-    return local.replace(tzinfo=None).isoformat(timespec="seconds")
+    return format_timestamp(moment, zone_for_place(country), style.value)
 
 
 def render_location(scan: Scan, location_type: str) -> dict[str, Any]:

@@ -23,7 +23,6 @@ anything else                  ``ERROR`` for that number only
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import uuid
@@ -35,15 +34,14 @@ import aiohttp
 
 from carriers.base import (
     CarrierAuthError,
-    CarrierError,
     CarrierSettings,
-    CarrierUnavailable,
     JsonResponse,
     Outcome,
     RateLimiter,
     TrackResult,
     request_json,
 )
+from carriers.concurrent import read_isolated, track_each
 from carriers.oauth import TokenCache, read_token, with_token
 from carriers.ups import parse
 
@@ -93,17 +91,11 @@ class UpsAdapter:
         Raises :class:`CarrierAuthError` or :class:`CarrierUnavailable` when UPS cannot be asked;
         the other requests of the call are then cancelled.
         """
-        unique = list(dict.fromkeys(numbers))
-        if not unique:
+        if not numbers:
             return {}
         if not self._settings.client_id or self._settings.client_secret is None:
             raise CarrierAuthError("carriers.ups.client_id and client_secret must both be set")
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = {number: group.create_task(self._track_one(number)) for number in unique}
-        except BaseExceptionGroup as failures:
-            raise _most_telling(failures) from None
-        return {number: task.result() for number, task in tasks.items()}
+        return await track_each(numbers, self._track_one)
 
     def public_url(self, number: str) -> str:
         """UPS's public tracking page for ``number``."""
@@ -154,13 +146,13 @@ class UpsAdapter:
 
         response = await with_token(self._tokens, call, carrier="UPS")
         log.debug("UPS answered HTTP %d for %s", response.status, query_number)
-        try:
-            return self._read(number, response)
-        except CarrierError:
-            raise
-        except Exception:  # a parser bug must not fail the other numbers
-            log.exception("could not read UPS's answer for %s", query_number)
-            return TrackResult.error(number, "could not read UPS's answer (see the daemon log)")
+        return read_isolated(
+            number,
+            lambda: self._read(number, response),
+            carrier="UPS",
+            asked=query_number,
+            logger=log,
+        )
 
     @staticmethod
     def _read(number: str, response: JsonResponse) -> TrackResult:
@@ -182,22 +174,3 @@ def _error_detail(response: JsonResponse) -> str:
     if entries:
         return "; ".join(f"{code} {message}".strip() for code, message in entries)
     return response.text[:120].replace("\n", " ") or "no detail"
-
-
-def _most_telling(failures: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error to raise for a failed call: bad credentials first, then unavailability."""
-    leaves: list[BaseException] = []
-
-    def collect(group: BaseExceptionGroup[BaseException]) -> None:
-        for exc in group.exceptions:
-            if isinstance(exc, BaseExceptionGroup):
-                collect(exc)
-            else:
-                leaves.append(exc)
-
-    collect(failures)
-    for kind in (CarrierAuthError, CarrierUnavailable, CarrierError):
-        for exc in leaves:
-            if isinstance(exc, kind):
-                return exc
-    return leaves[0] if leaves else failures

@@ -27,6 +27,7 @@ from carriers.base import Outcome, TrackResult
 from carriers.ups.statuses import map_status, normalize_status_code, normalize_type
 from carriers.ups.times import activity_moment, local_moment, place_of
 from tracker.domain import TrackingEvent
+from tracker.text import clean_text
 
 NOT_FOUND_CODES = frozenset({"151044", "TW0001"})
 """Error / warning codes that mean "no tracking information for this number" (the spec lists no
@@ -175,7 +176,10 @@ def parse_activity(raw: object) -> TrackingEvent | None:
     country, region = place_of(location)
     slic = _text(location.get("slic")) if isinstance(location, dict) else ""
     type_, detail, scan = status.get("type"), status.get("statusCode"), status.get("code")
-    codes = (normalize_type(type_), normalize_status_code(detail), _text(scan).upper())
+    kind, detail_code, scan_code = (
+        _text(code) for code in (normalize_type(type_), normalize_status_code(detail), scan)
+    )
+    codes = (kind, detail_code, scan_code.upper())
     description = _text(status.get("description"))
     simplified = _text(status.get("simplifiedTextDescription"))
     extra = {
@@ -252,7 +256,8 @@ def _address(location: object) -> Mapping[str, Any]:
 
 
 def _text(value: object) -> str:
-    return value.strip() if isinstance(value, str) else ""
+    """Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`)."""
+    return clean_text(value)
 
 
 def _compact(number: str) -> str:

@@ -9,7 +9,7 @@ Times are written the ways live answers write them, chosen per number (:func:`ti
 that a number always looks the same: with ``gmtDate`` / ``gmtTime`` (``HH:MM:SS``, or the bare
 number the spec shows, ``74700``), with only the local time and its ``gmtOffset``, or as local
 time alone. The last is the only style in which the parser must find the zone itself, so it is
-used only where :func:`carriers.ups.times.zone_for_place` knows the country's zone; elsewhere the
+used only where :func:`carriers.timezones.zone_for_place` knows the country's zone; elsewhere the
 local time written is the UTC time (the parser then assumes UTC, and is right).
 """
 
@@ -22,7 +22,7 @@ from enum import Enum
 from typing import Any
 
 from carriers.sandbox_base import Kind, Scan, Timeline
-from carriers.ups.times import zone_for_place
+from carriers.timezones import zone_for_place
 
 WORDING: Mapping[Kind, tuple[str, str, str, str]] = {
     Kind.LABEL: (

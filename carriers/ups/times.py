@@ -9,8 +9,8 @@ local time of the scan, and ``gmtDate`` / ``gmtTime`` in GMT with the local ``gm
 1. ``gmtDate`` + ``gmtTime`` (``time_source="utc"``);
 2. ``date`` + ``time`` with ``gmtOffset`` (``offset``);
 3. ``date`` + ``time`` in the zone of the scan's place (``local:America/Chicago``): the state or
-   province for the US and Canada (:data:`REGION_ZONES`), else the country when it has a single
-   zone (:data:`COUNTRY_ZONES`);
+   province for the US and Canada, else the country when it has a single zone
+   (:func:`carriers.timezones.zone_for_place`);
 4. ``date`` + ``time`` read as UTC (``local:assumed-utc``).
 
 A date without a time is taken as noon local time, so that the day survives the conversion
@@ -22,91 +22,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-COUNTRY_ZONES: Mapping[str, str] = {
-    "AE": "Asia/Dubai", "AR": "America/Argentina/Buenos_Aires", "AT": "Europe/Vienna",
-    "BE": "Europe/Brussels", "BG": "Europe/Sofia", "CH": "Europe/Zurich", "CN": "Asia/Shanghai",
-    "CO": "America/Bogota", "CZ": "Europe/Prague", "DE": "Europe/Berlin",
-    "DK": "Europe/Copenhagen", "EE": "Europe/Tallinn", "ES": "Europe/Madrid",
-    "FI": "Europe/Helsinki", "FR": "Europe/Paris", "GB": "Europe/London", "GR": "Europe/Athens",
-    "HK": "Asia/Hong_Kong", "HR": "Europe/Zagreb", "HU": "Europe/Budapest", "IE": "Europe/Dublin",
-    "IL": "Asia/Jerusalem", "IN": "Asia/Kolkata", "IS": "Atlantic/Reykjavik", "IT": "Europe/Rome",
-    "JP": "Asia/Tokyo", "KR": "Asia/Seoul", "LT": "Europe/Vilnius", "LU": "Europe/Luxembourg",
-    "LV": "Europe/Riga", "MY": "Asia/Kuala_Lumpur", "NL": "Europe/Amsterdam", "NO": "Europe/Oslo",
-    "NZ": "Pacific/Auckland", "PE": "America/Lima", "PH": "Asia/Manila", "PL": "Europe/Warsaw",
-    "PR": "America/Puerto_Rico", "PT": "Europe/Lisbon", "RO": "Europe/Bucharest",
-    "SA": "Asia/Riyadh", "SE": "Europe/Stockholm", "SG": "Asia/Singapore",
-    "SI": "Europe/Ljubljana", "SK": "Europe/Bratislava", "TH": "Asia/Bangkok",
-    "TR": "Europe/Istanbul", "TW": "Asia/Taipei", "VN": "Asia/Ho_Chi_Minh",
-    "ZA": "Africa/Johannesburg",
-}  # fmt: skip
-"""ISO country -> IANA zone, for countries with one zone (or one zone nearly all parcels see).
-
-Countries spanning several zones (US, CA, MX, BR, RU, AU, ...) are absent: for the US and Canada
-the state or province decides (:data:`REGION_ZONES`); elsewhere a zone-less time is read as UTC.
-"""
-
-_US: Mapping[str, str] = {
-    "America/New_York": "CT DC DE FL GA MA MD ME NC NH NJ NY OH PA RI SC VA VT WV",
-    "America/Detroit": "MI",
-    "America/Indiana/Indianapolis": "IN",
-    "America/Kentucky/Louisville": "KY",
-    "America/Chicago": "AL AR IA IL KS LA MN MO MS ND NE OK SD TN TX WI",
-    "America/Denver": "CO MT NM UT WY",
-    "America/Boise": "ID",
-    "America/Phoenix": "AZ",
-    "America/Los_Angeles": "CA NV OR WA",
-    "America/Anchorage": "AK",
-    "Pacific/Honolulu": "HI",
-    "America/Puerto_Rico": "PR",
-    "America/St_Thomas": "VI",
-    "Pacific/Guam": "GU",
-}
-_CA: Mapping[str, str] = {
-    "America/Toronto": "ON QC",
-    "America/Vancouver": "BC",
-    "America/Edmonton": "AB",
-    "America/Winnipeg": "MB",
-    "America/Regina": "SK",
-    "America/Halifax": "NS PE",
-    "America/Moncton": "NB",
-    "America/St_Johns": "NL",
-    "America/Whitehorse": "YT",
-    "America/Yellowknife": "NT",
-    "America/Iqaluit": "NU",
-}
-
-REGION_ZONES: Mapping[str, Mapping[str, str]] = {
-    country: {region: zone for zone, regions in table.items() for region in regions.split()}
-    for country, table in (("US", _US), ("CA", _CA))
-}
-"""Country -> state or province -> IANA zone. A state split between zones (TX, FL, TN, KY, IN,
-ND, SD, NE, KS, ID, OR, MI) gets the zone most of its people live in."""
+from carriers.timezones import in_zone, zone_for_place
 
 _OFFSET = re.compile(r"^([+-])(\d{1,2})(?::(\d{2}))?$|^([+-])(\d{2})(\d{2})$")
-
-
-def _zone(name: str | None) -> tzinfo | None:
-    if name is None:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-
-
-def zone_for_place(country: object, region: object = None) -> tzinfo | None:
-    """The zone of an ISO-2 ``country`` (and, for the US and Canada, a ``region``), if known."""
-    if not isinstance(country, str):
-        return None
-    code = country.strip().upper()
-    regions = REGION_ZONES.get(code)
-    if regions is not None:
-        if not isinstance(region, str):
-            return None
-        return _zone(regions.get(region.strip().upper()))
-    return _zone(COUNTRY_ZONES.get(code))
 
 
 def parse_date(value: object) -> date | None:
@@ -174,19 +93,14 @@ def local_moment(
     if local_day is None:
         return None
     local_time = parse_time(clock)
-    prefix = "local:"
-    if local_time is None:
-        local_time, prefix = time(12), "local:date-only:"
-    naive = datetime.combine(local_day, local_time)
+    date_only = local_time is None
+    naive = datetime.combine(local_day, time(12) if local_time is None else local_time)
     try:
         fixed = parse_offset(offset)
         if fixed is not None:
-            source = "offset" if prefix == "local:" else "local:date-only:offset"
+            source = "local:date-only:offset" if date_only else "offset"
             return naive.replace(tzinfo=fixed).astimezone(UTC), source
-        zone = zone_for_place(country, region)
-        if zone is None:
-            return naive.replace(tzinfo=UTC), f"{prefix}assumed-utc"
-        return naive.replace(tzinfo=zone).astimezone(UTC), f"{prefix}{zone}"
+        return in_zone(naive, zone_for_place(country, region), date_only=date_only)
     except (OverflowError, ValueError):
         return None
 

@@ -23,7 +23,6 @@ anything else            ``ERROR`` for that number only
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import ClassVar
@@ -33,15 +32,14 @@ import aiohttp
 
 from carriers.base import (
     CarrierAuthError,
-    CarrierError,
     CarrierSettings,
-    CarrierUnavailable,
     JsonResponse,
     Outcome,
     RateLimiter,
     TrackResult,
     request_json,
 )
+from carriers.concurrent import read_isolated, track_each
 from carriers.oauth import TokenCache, read_token, with_token
 from carriers.usps import parse
 
@@ -83,18 +81,12 @@ class UspsAdapter:
         Raises :class:`CarrierAuthError` or :class:`CarrierUnavailable` when USPS cannot be
         asked; the other requests of the call are then cancelled.
         """
-        unique = list(dict.fromkeys(numbers))
-        if not unique:
+        if not numbers:
             return {}
         secret = self._settings.client_secret
         if not self._settings.client_id or secret is None or not secret.get_secret_value():
             raise CarrierAuthError("carriers.usps.client_id and client_secret must both be set")
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = {number: group.create_task(self._track_one(number)) for number in unique}
-        except BaseExceptionGroup as failures:
-            raise _most_telling(failures) from None
-        return {number: task.result() for number, task in tasks.items()}
+        return await track_each(numbers, self._track_one)
 
     def public_url(self, number: str) -> str:
         """USPS's public tracking page for ``number``."""
@@ -140,13 +132,13 @@ class UspsAdapter:
 
         response = await with_token(self.tokens, ask, carrier="USPS")
         log.debug("USPS answered HTTP %d for %s", response.status, query_number)
-        try:
-            return self._read(number, response)
-        except CarrierError:
-            raise
-        except Exception:  # a parser bug must not fail the other numbers
-            log.exception("could not read USPS's answer for %s", query_number)
-            return TrackResult.error(number, "could not read USPS's answer (see the daemon log)")
+        return read_isolated(
+            number,
+            lambda: self._read(number, response),
+            carrier="USPS",
+            asked=query_number,
+            logger=log,
+        )
 
     @staticmethod
     def _read(number: str, response: JsonResponse) -> TrackResult:
@@ -176,22 +168,3 @@ def _error_detail(response: JsonResponse) -> str:
             if isinstance(message, str) and message.strip():
                 return message.strip()
     return response.text[:120].replace("\n", " ") or "no detail"
-
-
-def _most_telling(failures: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error to raise for a failed call: bad credentials first, then unavailability."""
-    leaves: list[BaseException] = []
-
-    def collect(group: BaseExceptionGroup[BaseException]) -> None:
-        for exc in group.exceptions:
-            if isinstance(exc, BaseExceptionGroup):
-                collect(exc)
-            else:
-                leaves.append(exc)
-
-    collect(failures)
-    for kind in (CarrierAuthError, CarrierUnavailable, CarrierError):
-        for exc in leaves:
-            if isinstance(exc, kind):
-                return exc
-    return leaves[0] if leaves else failures

@@ -30,15 +30,11 @@ from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
 from typing import Any
 
 from carriers.base import Outcome, TrackResult
+from carriers.timezones import in_zone, zone_for_place
 from carriers.usps.statuses import map_status
-from carriers.usps.zones import (
-    country_code,
-    country_of_state,
-    state_for_zip,
-    zone_for_country,
-    zone_for_state,
-)
+from carriers.usps.zones import country_code, country_of_state, state_for_zip
 from tracker.domain import TrackingEvent
+from tracker.text import clean_text
 
 _OFFSET = re.compile(r"^(?:GMT|UTC)?\s*([+-]?)\s*(\d{1,2})(?::?(\d{2}))?$", re.IGNORECASE)
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -89,12 +85,6 @@ def _read_iso(value: object) -> tuple[datetime, bool] | None:
     return moment, False
 
 
-def _in_zone(local: datetime, zone: tzinfo | None, prefix: str) -> tuple[datetime, str]:
-    if zone is None:
-        return local.replace(tzinfo=UTC), f"{prefix}assumed-utc"
-    return local.replace(tzinfo=zone).astimezone(UTC), f"{prefix}{zone}"
-
-
 def _gmt(value: object) -> datetime | None:
     """``GMTTimestamp`` as aware UTC (a zone-less one is GMT all the same), or None."""
     read = _read_iso(value)
@@ -124,7 +114,7 @@ def event_time(raw: Mapping[str, Any], place_zone: tzinfo | None) -> tuple[datet
         offset = parse_gmt_offset(raw.get("GMTOffset"))
         if offset is not None and not date_only:
             return moment.replace(tzinfo=timezone(offset)).astimezone(UTC), "offset"
-        return _in_zone(moment, place_zone, "local:date-only:" if date_only else "local:")
+        return in_zone(moment, place_zone, date_only=date_only)
     except (ValueError, OverflowError):
         return None
 
@@ -143,7 +133,7 @@ def parse_response(number: str, body: object) -> TrackResult:
             )
         summaries = body.get("eventSummaries")
         if isinstance(summaries, list):  # asked for DETAIL, answered with the summary shape
-            first = next((s.strip() for s in summaries if isinstance(s, str) and s.strip()), "")
+            first = next((_text(s) for s in summaries if _text(s)), "")
             return TrackResult(number, Outcome.FOUND, message=first, extra={"skipped_events": 0})
         if not any(_text(body.get(k)) for k in ("trackingNumber", "status", "statusCategory")):
             return TrackResult.error(number, "USPS answer has no 'trackingEvents'")
@@ -236,7 +226,7 @@ def parse_event(raw: object, category: object = None) -> TrackingEvent | None:
     zone_state = (state or state_for_zip(zip_code)) if country in (None, "US") else None
     if country is None and zone_state:
         country = country_of_state(zone_state)
-    zone = zone_for_state(zone_state) or zone_for_country(country)
+    zone = zone_for_place("US", zone_state) or zone_for_place(country)
     stamped = event_time(raw, zone)
     if stamped is None:
         return None
@@ -262,7 +252,7 @@ def parse_event(raw: object, category: object = None) -> TrackingEvent | None:
 def _eta(body: dict[str, Any]) -> datetime | None:
     """The expected (else guaranteed, else predicted) delivery time, in the destination's zone."""
     state = _text(body.get("destinationState")) or state_for_zip(_text(body.get("destinationZIP")))
-    zone = zone_for_state(state) or zone_for_country(
+    zone = zone_for_place("US", state) or zone_for_place(
         country_code(body.get("destinationCountryCode"))
     )
     try:
@@ -272,13 +262,13 @@ def _eta(body: dict[str, Any]) -> datetime | None:
                 moment = read[0]
                 if moment.tzinfo is not None:
                     return moment.astimezone(UTC)
-                return _in_zone(moment, zone, "")[0]
+                return in_zone(moment, zone)[0]
         for date_key, time_key in _ETA_DATES:
             read = _read_iso(body.get(date_key))
             if read is not None and read[1]:
                 clock = _clock(body.get(time_key)) if time_key else None
                 moment = datetime.combine(read[0].date(), clock or time(12))
-                return _in_zone(moment, zone, "")[0]
+                return in_zone(moment, zone)[0]
     except (ValueError, OverflowError):
         return None
     return None
@@ -302,4 +292,5 @@ def _code_text(code: object) -> str:
 
 
 def _text(value: object) -> str:
-    return value.strip() if isinstance(value, str) else ""
+    """Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`)."""
+    return clean_text(value)

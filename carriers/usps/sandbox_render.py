@@ -31,14 +31,8 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from carriers.sandbox_base import Kind, Scan, Timeline
-from carriers.usps.zones import (
-    STATE_ZONES,
-    TERRITORY_COUNTRIES,
-    country_name,
-    state_for_zip,
-    zone_for_country,
-    zone_for_state,
-)
+from carriers.timezones import US_STATE_ZONES, zone_for_place
+from carriers.usps.zones import TERRITORY_COUNTRIES, country_name, state_for_zip
 
 
 class Wording(NamedTuple):
@@ -116,12 +110,12 @@ def place_of(scan: Scan) -> Place:
     iso = scan.country.strip().upper() or ("US" if scan.city or scan.postal_code else "")
     city = scan.city.upper()
     if iso in TERRITORY_COUNTRIES:
-        return Place(city, iso, scan.postal_code, "", iso, zone_for_state(iso))
+        return Place(city, iso, scan.postal_code, "", iso, zone_for_place("US", iso))
     if iso == "US":
         state = state_for_zip(scan.postal_code) or ""
-        return Place(city, state, scan.postal_code, "", iso, zone_for_state(state))
+        return Place(city, state, scan.postal_code, "", iso, zone_for_place("US", state))
     field = country_name(iso) if iso else ""
-    return Place(city, "", scan.postal_code, field, iso, zone_for_country(iso))
+    return Place(city, "", scan.postal_code, field, iso, zone_for_place(iso))
 
 
 def gmt_offset(offset: timedelta | None) -> str:
@@ -230,7 +224,7 @@ def _ends(origin: Place, destination: Place) -> dict[str, str]:
         "destinationZIP": destination.zip,
         "destinationCountryCode": destination.iso_country,
     }
-    if destination.state in STATE_ZONES or destination.state in ("AA", "AE", "AP"):
+    if destination.state in US_STATE_ZONES or destination.state in ("AA", "AE", "AP"):
         fields["destinationState"] = destination.state
     return {key: value for key, value in fields.items() if value}
 

@@ -1,14 +1,15 @@
-"""Where a USPS scan happened -> ISO country and time zone. Pure tables, no I/O.
+"""Where a USPS scan happened -> its state and ISO country. Pure tables, no I/O.
 
 USPS writes a scan's ``eventTimestamp`` in the local time of the place it happened. When the
 answer carries no ``GMTTimestamp`` and no ``GMTOffset``, the place is all that tells what that
 local time means: the scan's ``eventState`` (or, without one, the state its ``eventZIP``
 belongs to) for US scans, the ``eventCountry`` for scans abroad.
 
-States that span two zones are read in the zone most of their addresses use (Florida as
-Eastern, Texas and Tennessee as Central, Idaho as Mountain, ...); a scan in the other part is an
-hour off, which is why the parser prefers USPS's GMT fields whenever they are present. Military
-addresses (AA, AE, AP) and countries with several zones have no entry and are read as UTC.
+The zones themselves are :mod:`carriers.timezones`' (a US state or territory by its code,
+another country when it has a single zone). States that span two zones are read in the zone
+most of their addresses use, so a scan in the other part is an hour off, which is why the parser
+prefers USPS's GMT fields whenever they are present. Military addresses (AA, AE, AP) and
+countries with several zones have no zone and are read as UTC.
 """
 
 from __future__ import annotations
@@ -16,32 +17,8 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Mapping
-from datetime import tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-_EASTERN = "America/New_York"
-_CENTRAL = "America/Chicago"
-_MOUNTAIN = "America/Denver"
-_PACIFIC = "America/Los_Angeles"
-
-STATE_ZONES: Mapping[str, str] = {
-    "AL": _CENTRAL, "AK": "America/Anchorage", "AZ": "America/Phoenix", "AR": _CENTRAL,
-    "CA": _PACIFIC, "CO": _MOUNTAIN, "CT": _EASTERN, "DE": _EASTERN, "DC": _EASTERN,
-    "FL": _EASTERN, "GA": _EASTERN, "HI": "Pacific/Honolulu", "ID": "America/Boise",
-    "IL": _CENTRAL, "IN": "America/Indiana/Indianapolis", "IA": _CENTRAL, "KS": _CENTRAL,
-    "KY": _EASTERN, "LA": _CENTRAL, "ME": _EASTERN, "MD": _EASTERN, "MA": _EASTERN,
-    "MI": "America/Detroit", "MN": _CENTRAL, "MS": _CENTRAL, "MO": _CENTRAL, "MT": _MOUNTAIN,
-    "NE": _CENTRAL, "NV": _PACIFIC, "NH": _EASTERN, "NJ": _EASTERN, "NM": _MOUNTAIN,
-    "NY": _EASTERN, "NC": _EASTERN, "ND": _CENTRAL, "OH": _EASTERN, "OK": _CENTRAL,
-    "OR": _PACIFIC, "PA": _EASTERN, "RI": _EASTERN, "SC": _EASTERN, "SD": _CENTRAL,
-    "TN": _CENTRAL, "TX": _CENTRAL, "UT": _MOUNTAIN, "VT": _EASTERN, "VA": _EASTERN,
-    "WA": _PACIFIC, "WV": _EASTERN, "WI": _CENTRAL, "WY": _MOUNTAIN,
-    # Territories and freely associated states USPS delivers to as domestic mail.
-    "PR": "America/Puerto_Rico", "VI": "America/St_Thomas", "GU": "Pacific/Guam",
-    "AS": "Pacific/Pago_Pago", "MP": "Pacific/Saipan", "MH": "Pacific/Majuro",
-    "PW": "Pacific/Palau",
-}  # fmt: skip
-"""USPS state abbreviation -> IANA zone (the majority zone of a state that spans two)."""
+from carriers.timezones import US_STATE_ZONES
 
 MILITARY_STATES = frozenset({"AA", "AE", "AP"})
 """Armed Forces "states": no time zone can be told from them."""
@@ -85,43 +62,7 @@ COUNTRY_NAMES: Mapping[str, str] = {
 }  # fmt: skip
 """The English country names USPS writes in ``eventCountry`` -> ISO 3166-1 alpha-2."""
 
-COUNTRY_ZONES: Mapping[str, str] = {
-    "GB": "Europe/London", "IE": "Europe/Dublin", "DE": "Europe/Berlin", "FR": "Europe/Paris",
-    "IT": "Europe/Rome", "ES": "Europe/Madrid", "NL": "Europe/Amsterdam",
-    "BE": "Europe/Brussels", "CH": "Europe/Zurich", "AT": "Europe/Vienna",
-    "DK": "Europe/Copenhagen", "SE": "Europe/Stockholm", "NO": "Europe/Oslo",
-    "FI": "Europe/Helsinki", "PL": "Europe/Warsaw", "CZ": "Europe/Prague",
-    "GR": "Europe/Athens", "IL": "Asia/Jerusalem", "JP": "Asia/Tokyo", "CN": "Asia/Shanghai",
-    "HK": "Asia/Hong_Kong", "TW": "Asia/Taipei", "KR": "Asia/Seoul", "SG": "Asia/Singapore",
-    "IN": "Asia/Kolkata", "PH": "Asia/Manila", "NZ": "Pacific/Auckland",
-    "PR": "America/Puerto_Rico", "VI": "America/St_Thomas", "GU": "Pacific/Guam",
-}  # fmt: skip
-"""ISO country -> IANA zone, for single-zone countries only (US, CA, MX, BR, AU are absent)."""
-
 _ZIP = re.compile(r"^(\d{5})(?:-?\d{4})?$")
-
-
-def _zone(name: str | None) -> tzinfo | None:
-    if name is None:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-
-
-def zone_for_state(state: object) -> tzinfo | None:
-    """The time zone of a USPS state abbreviation (``TN``), when it has one."""
-    if not isinstance(state, str):
-        return None
-    return _zone(STATE_ZONES.get(state.strip().upper()))
-
-
-def zone_for_country(country: object) -> tzinfo | None:
-    """The time zone of an ISO 3166-1 alpha-2 ``country``, when it has exactly one we know."""
-    if not isinstance(country, str):
-        return None
-    return _zone(COUNTRY_ZONES.get(country.strip().upper()))
 
 
 def state_for_zip(zip_code: object) -> str | None:
@@ -160,6 +101,6 @@ def country_of_state(state: str) -> str | None:
     upper = state.strip().upper()
     if upper in TERRITORY_COUNTRIES:
         return upper
-    if upper in STATE_ZONES or upper in MILITARY_STATES:
+    if upper in US_STATE_ZONES or upper in MILITARY_STATES:
         return "US"
     return None

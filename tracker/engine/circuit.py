@@ -2,7 +2,9 @@
 
 After ``polling.circuit_failures`` failed requests in a row (timeouts, 5xx, 429 after retries),
 a carrier is left alone for ``polling.circuit_open_for``; its shipments wait, the other
-carriers go on, and the status table says so. The first success closes it again.
+carriers go on, and the status table says so. When that time is up the next sweep asks the
+carrier again (the shipments then due): one more failure opens the circuit again at once, the
+first success closes it.
 """
 
 from __future__ import annotations
@@ -26,17 +28,24 @@ async def open_circuits(pool: asyncpg.Pool) -> dict[str, datetime]:
 async def record_failure(
     pool: asyncpg.Pool, carrier: str, error: str, *, threshold: int, open_for: timedelta
 ) -> bool:
-    """Count one failed request; True when this failure opened the circuit."""
+    """Count one failed request; True when this failure opened the circuit.
+
+    Failures while it is already open (requests that were in flight) count but do not extend
+    it, and return False.
+    """
+    # An opening by this statement sets opened_until to this statement's now() + open_for; an
+    # earlier opening was made at an earlier now().
     opened: bool | None = await pool.fetchval(
         """
-        INSERT INTO carrier_circuits AS c (carrier, failures, last_error, updated_at)
-        VALUES ($1, 1, $2, now())
+        INSERT INTO carrier_circuits AS c (carrier, failures, last_error, updated_at,
+                                           opened_until)
+        VALUES ($1, 1, $2, now(), CASE WHEN 1 >= $3 THEN now() + $4::interval END)
         ON CONFLICT (carrier) DO UPDATE SET
             failures = c.failures + 1, last_error = EXCLUDED.last_error, updated_at = now(),
             opened_until = CASE
                 WHEN c.failures + 1 >= $3 AND (c.opened_until IS NULL OR c.opened_until < now())
                 THEN now() + $4::interval ELSE c.opened_until END
-        RETURNING opened_until > now() AND failures >= $3
+        RETURNING opened_until IS NOT NULL AND opened_until = now() + $4::interval
         """,
         carrier,
         error[:500],
