@@ -800,6 +800,8 @@ async def test_failed_and_throttled_requests_run_nothing(sandbox: Sandbox) -> No
     assert stats["faults"] == {
         "drop_next_mutation_responses": 0,
         "fail_next_requests": 0,
+        "fail_next_queries": 0,
+        "fail_next_mutations": 0,
         "throttle_next": 0,
         "hold_mutation_responses": 0,
     }

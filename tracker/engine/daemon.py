@@ -33,7 +33,7 @@ from tracker.engine.pacing import forget_old_windows
 from tracker.engine.poller import poll_due
 from tracker.logs import log_context
 from tracker.metrics import Metrics, MetricsSource, timed
-from tracker.shopify.client import ShopifyClient, ShopifyError
+from tracker.shopify.client import ShopifyAuthError, ShopifyClient, ShopifyError
 from tracker.shopify.subscriptions import callback_url, register_webhooks
 from tracker.shopify.sync import ShopRow, ensure_shops, record_sync_error, sync_shop
 from tracker.shopify.webhooks import WebhookProcessor
@@ -45,6 +45,16 @@ from tracker.web.webhooks import WEBHOOK_ENDPOINT
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+DATABASE_DOWN = (
+    OSError,  # refused, reset, timed out
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.exceptions.AdminShutdownError,  # a fast shutdown ends our sessions
+    asyncpg.exceptions.CrashShutdownError,
+)
+"""What a job meets when PostgreSQL is away: it stops, and its next run tries again."""
+DATABASE_DOWN_REMINDER_SECONDS = 60.0
 WEBHOOK_INTERVAL_SECONDS = 2.0
 
 
@@ -70,11 +80,18 @@ class Daemon:
     _webhooks: WebhookProcessor | None = None
     _registration: asyncio.Task[None] | None = None
     _jobs: set[asyncio.Task[None]] = field(default_factory=set)
+    _in_flight: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _stopping: bool = False
+    _database_down_since: float | None = None
+    _database_told_at: float = 0.0
+    _refusals: dict[int, str | None] = field(default_factory=dict)
 
     async def start(self, *, serve_web: bool = True) -> None:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=100, limit_per_host=20)
+            connector=aiohttp.TCPConnector(
+                limit=0,  # carriers are bounded by polling.requests_in_flight, Shopify by cost
+                limit_per_host=self.config.polling.requests_in_flight,
+            )
         )
         self._adapters = build_adapters(self.config.carriers, self._session)
         rows = await ensure_shops(self.pool, self.config.shops)
@@ -148,26 +165,70 @@ class Daemon:
             task = asyncio.current_task()
             assert task is not None
             self._jobs.add(task)
+            started = asyncio.get_running_loop().time()
             try:
                 await job()
+                self._database_back(started)
             except asyncio.CancelledError:
                 if not self._stopping:
                     raise
                 # stop() cut it short after the grace period: one line, not a traceback.
                 log.warning("%s job cancelled: still running when the daemon stopped", name)
-            except (
-                OSError,
-                asyncpg.InterfaceError,
-                asyncpg.exceptions.ConnectionDoesNotExistError,
-                asyncpg.exceptions.CannotConnectNowError,
-            ) as exc:
-                log.error("%s job: database unavailable, will retry: %s", name, exc)
+            except aiohttp.ClientError:  # some are OSErrors too, but not the database's
+                log.exception("%s job failed", name)
+            except DATABASE_DOWN as exc:
+                self._database_lost(name, exc)
             except Exception:
                 log.exception("%s job failed", name)
             finally:
                 self._jobs.discard(task)
 
         return run
+
+    def _database_lost(self, job: str, exc: BaseException) -> None:
+        """A job met a database that is not there: say so once, not once per job run."""
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        now = asyncio.get_running_loop().time()
+        if self._database_down_since is None:
+            self._database_down_since = self._database_told_at = now
+            log.error(
+                "database unavailable (%s job: %s); jobs pause and retry on their next run "
+                "until it is back, nothing is lost",
+                job,
+                what,
+            )
+        elif now - self._database_told_at >= DATABASE_DOWN_REMINDER_SECONDS:
+            self._database_told_at = now
+            log.error(
+                "database still unavailable after %.0f s (%s job: %s)",
+                now - self._database_down_since,
+                job,
+                what,
+            )
+        else:
+            log.debug("%s job: database still unavailable: %s", job, what)
+
+    def _database_back(self, job_started: float) -> None:
+        """A job begun since the database was found away has run through: it is back."""
+        if self._database_down_since is not None and job_started > self._database_down_since:
+            down = asyncio.get_running_loop().time() - self._database_down_since
+            self._database_down_since = None
+            log.warning("database reachable again after %.0f s; carrying on", down)
+
+    async def _show_access(self, shop: ShopRow, client: ShopifyClient) -> None:
+        """Keep a store's refusal of our token on its row, where the table shows it."""
+        shown = self._refusals.get(shop.id)
+        if client.auth_refused == shown:
+            return
+        if client.auth_refused is not None:
+            await record_sync_error(self.pool, shop, client.auth_refused)
+        elif shown is not None:
+            await self.pool.execute(
+                "UPDATE shops SET last_sync_error = NULL WHERE id = $1 AND last_sync_error = $2",
+                shop.id,
+                shown[:1000],
+            )
+        self._refusals[shop.id] = client.auth_refused
 
     async def sync_all(self) -> None:
         for shop_id, client in self._clients.items():
@@ -179,15 +240,34 @@ class Daemon:
                     report = await sync_shop(
                         self.pool, client, shop, self.config.sync, list(self._adapters)
                     )
+                except ShopifyAuthError as exc:
+                    if not exc.paused:  # the client logged the refusal already
+                        log.warning("sync of %s stopped: %s", shop.domain, exc)
+                    await record_sync_error(self.pool, shop, str(exc))
+                    continue
                 except ShopifyError as exc:
                     log.error("sync of %s failed: %s", shop.domain, exc)
                     await record_sync_error(self.pool, shop, str(exc))
                     continue
+                finally:
+                    await self._show_access(shop, client)
             if report is not None:
                 self.metrics.synced(shop.domain, report)
 
     async def poll_sweep(self) -> None:
-        """Claim and poll batches until nothing more is due (or the daemon stops)."""
+        """Claim and poll batches until nothing more is due (or the daemon stops).
+
+        ``polling.concurrent_batches`` loops claim and poll side by side, so one slow carrier
+        holds up one batch, not the sweep; together they send at most
+        ``polling.requests_in_flight`` requests to one carrier at a time.
+        """
+        polling = self.config.polling
+        for code in self._adapters:
+            if code not in self._in_flight:
+                self._in_flight[code] = asyncio.Semaphore(polling.requests_in_flight)
+        await asyncio.gather(*(self._poll_loop() for _ in range(polling.concurrent_batches)))
+
+    async def _poll_loop(self) -> None:
         batch = self.config.polling.batch_size
         while not self._stopping:
             report = await poll_due(
@@ -197,6 +277,7 @@ class Daemon:
                 self.config.writeback,
                 self.worker,
                 self.config.carriers,
+                self._in_flight,
             )
             self.metrics.polled(report)
             if report.claimed:
@@ -230,6 +311,7 @@ class Daemon:
             try:
                 with log_context(shop=shop.domain):
                     await self._writer.drain_shop(shop, client, report)
+                    await self._show_access(shop, client)
             finally:
                 self.metrics.wrote(shop.domain, report)
             if report.written or report.failed or report.reconciled or report.reverted:
@@ -311,10 +393,18 @@ class Daemon:
                 await asyncio.wait(late, timeout=2)
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
-        await self.pool.execute(
-            "UPDATE shipments SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
-            self.worker,
-        )
+        try:
+            await self.pool.execute(
+                "UPDATE shipments SET lease_owner = NULL, lease_until = NULL"
+                " WHERE lease_owner = $1",
+                self.worker,
+            )
+        except DATABASE_DOWN as exc:
+            log.warning(
+                "could not give back this daemon's claims (database unavailable: %s); they "
+                "expire after polling.lease",
+                exc,
+            )
         if self._runner is not None:
             await self._runner.cleanup()
         if self._session is not None:

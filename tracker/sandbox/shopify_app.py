@@ -113,6 +113,8 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
         store.stats.unauthorized += 1
         return web.json_response({"errors": INVALID_TOKEN}, status=401)
     store.stats.requests += 1
+    # A retired version falls forward to the oldest supported one, named in the answer's header.
+    version = store.profile.served_version(version)
     store.bulk.base_url = str(request.url.origin())  # where bulk result URLs point
     query, variables, operation_name = await _read_body(request)
     if store.consume_fault("fail_next_requests"):
@@ -179,6 +181,11 @@ async def _run(
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
     requested = requested_cost(schema, operation, fragments, variables)
+    mutation = operation.operation == OperationType.MUTATION
+    if store.consume_fault("fail_next_mutations" if mutation else "fail_next_queries"):
+        store.stats.failed_requests += 1
+        log.info("sandbox %s: injected 503 on %s (not run)", store.domain, label)
+        return web.json_response({"errors": "Service Unavailable"}, status=503)
     if store.consume_fault("throttle_next"):
         return _throttled(store, version, requested)
     if requested > SINGLE_QUERY_MAX_COST:

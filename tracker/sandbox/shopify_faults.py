@@ -5,6 +5,9 @@ Fault counters are plain ints on the store (``store.throttle_next = 2`` or
 fault applies to counts it down by one:
 
 * ``fail_next_requests``: answered 503 without running;
+* ``fail_next_queries``: queries only, answered 503 without running;
+* ``fail_next_mutations``: mutations only, answered 503 without running (the caller cannot
+  tell that from a 503 after running: it must read the fulfillment's events to find out);
 * ``throttle_next``: answered THROTTLED without running;
 * ``drop_next_mutation_responses``: the mutation runs and is stored, the answer becomes a 502
   (a response lost on the way back);
@@ -23,12 +26,16 @@ from typing import Any, Literal
 FaultName = Literal[
     "drop_next_mutation_responses",
     "fail_next_requests",
+    "fail_next_queries",
+    "fail_next_mutations",
     "throttle_next",
     "hold_mutation_responses",
 ]
 FAULT_NAMES: tuple[FaultName, ...] = (
     "drop_next_mutation_responses",
     "fail_next_requests",
+    "fail_next_queries",
+    "fail_next_mutations",
     "throttle_next",
     "hold_mutation_responses",
 )
@@ -46,7 +53,7 @@ class StoreStats:
     """Mutations that ran and returned a payload (including those whose answer was lost)."""
     events_created: int = 0
     failed_requests: int = 0
-    """Requests answered 503 by ``fail_next_requests``."""
+    """Requests answered 503 by ``fail_next_requests``, ``..._queries`` or ``..._mutations``."""
     dropped_responses: int = 0
     """Mutation answers replaced by a 502 by ``drop_next_mutation_responses``."""
     held_responses: int = 0
@@ -75,6 +82,8 @@ class FaultCounters:
     def __init__(self) -> None:
         self.drop_next_mutation_responses = 0
         self.fail_next_requests = 0
+        self.fail_next_queries = 0
+        self.fail_next_mutations = 0
         self.throttle_next = 0
         self.hold_mutation_responses = 0
         self._release: asyncio.Event | None = None

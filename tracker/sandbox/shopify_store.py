@@ -6,7 +6,9 @@ like Shopify's Admin API would. Everything is synchronous and single-threaded: t
 server calls it from its event loop.
 
 Faults for tests (lost answers, 503s, throttling) are counters on the store: see
-:mod:`tracker.sandbox.shopify_faults`.
+:mod:`tracker.sandbox.shopify_faults`. :meth:`ShopifyStore.revoke_token` answers 401 to every
+request until :meth:`ShopifyStore.restore_token`; :meth:`ShopifyStore.cancel_fulfillment`
+makes later ``fulfillmentEventCreate`` calls on it fail with ``userErrors``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tracker.sandbox.shopify_models import (
     TrackingInfo,
     legacy_id,
 )
+from tracker.sandbox.shopify_profile import ShopProfile
 from tracker.sandbox.shopify_webhooks import SandboxWebhooks
 
 log = logging.getLogger(__name__)
@@ -92,11 +95,14 @@ class ShopifyStore(FaultCounters):
         self.client_id = f"sandbox-client-{domain.split('.', 1)[0]}"
         self.client_secret = f"sandbox-secret-{secrets.token_hex(8)}"
         self.granted_token_lifetime = 86399.0
+        self.token_revoked = False
         self._granted: dict[str, float] = {}
         # Carriers (tracking company names, case-insensitive) Shopify tracks natively here.
         self.native_tracking: set[str] = set()
         # False: the app lacks protected customer data access (name, e-mail are refused).
         self.protected_customer_data = True
+        # The plan and the API versions served (older ones fall forward), for `tracker doctor`.
+        self.profile = ShopProfile()
         self.shop_name = shop_name or domain.split(".", 1)[0].replace("-", " ").title()
         self.now = now
         self.bucket = LeakyBucket(bucket_size, restore_rate, clock=monotonic)
@@ -129,6 +135,8 @@ class ShopifyStore(FaultCounters):
 
     def token_valid(self, token: str) -> bool:
         """The static token, or a granted one that has not expired or been revoked."""
+        if self.token_revoked:
+            return False
         if hmac.compare_digest(token.encode(), self.access_token.encode()):
             return True
         expires = self._granted.get(token)
@@ -136,6 +144,19 @@ class ShopifyStore(FaultCounters):
 
     def revoke_granted_tokens(self) -> None:
         self._granted.clear()
+
+    def revoke_token(self) -> None:
+        """The merchant uninstalled the app or rotated its token: every request gets 401.
+
+        Unlike replacing ``access_token``, :meth:`restore_token` makes the same token valid
+        again (the app reinstalled with it), so a daemon that was refused can carry on.
+        """
+        self.token_revoked = True
+        log.info("sandbox %s: access token revoked", self.domain)
+
+    def restore_token(self) -> None:
+        self.token_revoked = False
+        log.info("sandbox %s: access token valid again", self.domain)
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -6,6 +6,11 @@ operation. The client keeps its own estimate of the store's leaky bucket from
 answers, 429 and (for queries only) 5xx and timeouts are retried with tenacity, bounded and
 honouring ``Retry-After``. A mutation is never retried once it may have reached Shopify:
 :class:`ShopifyOutcomeUnknown` tells the caller to find out what happened instead.
+
+Throttling and a refused token are the store's state, not one request's: a THROTTLED answer
+pauses every request of the client (longer each time in a row), and a 401 stops all calls to
+the store for a while (2 s, doubling up to 5 min) so a revoked token costs one request per
+pause, not one per job; the first answer that is not a 401 lifts it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ log = logging.getLogger(__name__)
 USER_AGENT = "shopify-shipment-tracker/0.1"
 DEFAULT_QUERY_COST = 50.0
 DEFAULT_MUTATION_COST = 10.0
+THROTTLE_FLOOR_SECONDS = 0.5
+"""The least wait after a THROTTLED answer, doubled for each one in a row (up to a minute)."""
+AUTH_RETRY_FIRST_SECONDS = 2.0
+AUTH_RETRY_MAX_SECONDS = 300.0
 
 
 class ShopifyError(Exception):
@@ -38,7 +47,15 @@ class ShopifyError(Exception):
 
 
 class ShopifyAuthError(ShopifyError):
-    """401/403: the token is wrong, revoked, or lacks a scope."""
+    """401/403: the token is wrong, revoked, or lacks a scope.
+
+    ``paused`` is True when no request was sent: the store refused the token moments ago and
+    the client waits before asking again.
+    """
+
+    def __init__(self, message: str, *, paused: bool = False) -> None:
+        super().__init__(message)
+        self.paused = paused
 
 
 class ShopifyUnavailable(ShopifyError):
@@ -147,6 +164,16 @@ class ShopifyClient:
         self._calibrating = asyncio.Lock()
         self.throttled_answers = 0
         self.customer_data = True
+        self._throttled_in_a_row = 0
+        self._resume_at = 0.0  # monotonic: no request before this (THROTTLED)
+        self.auth_refused: str | None = None
+        """Why the store refuses our token, while it does (None: it accepts it)."""
+        self.refused_requests = 0
+        self._auth_retry_at = 0.0
+        self._auth_pause = AUTH_RETRY_FIRST_SECONDS
+        self.served_api_version: str | None = None
+        """``X-Shopify-API-Version`` of the last answer: differs from the configured version when
+        Shopify no longer supports that one and answered with the oldest it does."""
         self._grant: TokenCache | None = None
         if shop.access_token is None:
             self._grant = TokenCache(self._fetch_granted_token)
@@ -251,6 +278,9 @@ class ShopifyClient:
         """Wait until the bucket has room for this request; return the points reserved."""
         default = DEFAULT_MUTATION_COST if mutation else DEFAULT_QUERY_COST
         cost = min(self._costs.get(name, default), self.bucket.maximum)
+        pause = self._resume_at - time.monotonic()
+        if pause > 0:  # the store throttled us: every request waits, not only the one refused
+            await asyncio.sleep(pause)
         async with self._lock:
             wait = self.bucket.take(cost, time.monotonic())
         if wait > 0:
@@ -261,6 +291,8 @@ class ShopifyClient:
     async def _send(
         self, name: str, variables: dict[str, Any], *, mutation: bool, retried: bool = False
     ) -> dict[str, Any]:
+        if self.auth_refused is not None and time.monotonic() < self._auth_retry_at:
+            raise ShopifyAuthError(self.auth_refused, paused=True)
         if self.bucket.calibrated:
             return await self._send_reserved(name, variables, mutation=mutation, retried=retried)
         # Until the first answer tells us the store's bucket, send one request at a time.
@@ -270,7 +302,10 @@ class ShopifyClient:
     async def _send_reserved(
         self, name: str, variables: dict[str, Any], *, mutation: bool, retried: bool
     ) -> dict[str, Any]:
-        token = await self._access_token()
+        try:
+            token = await self._access_token()
+        except ShopifyAuthError as exc:
+            raise self._refused(str(exc)) from None
         cost = await self._reserve(name, mutation)
         try:
             status, retry_after, text = await self._post(name, variables, token, mutation=mutation)
@@ -302,6 +337,9 @@ class ShopifyClient:
             ) as response:
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                served = response.headers.get("X-Shopify-API-Version")
+                if served:
+                    self.served_api_version = served
                 text = await response.text(errors="replace")
         except aiohttp.ClientConnectorError as exc:
             # Never reached Shopify: safe to retry even a mutation.
@@ -336,13 +374,16 @@ class ShopifyClient:
             self._costs[name] = float(requested)
         self.bucket.settle(cost, cost_info.get("throttleStatus"), time.monotonic())
 
-        if status in (401, 403):
-            raise ShopifyAuthError(
-                f"{self.domain}: HTTP {status}: the access token was refused or lacks a scope"
+        if status == 401:
+            raise self._refused(
+                f"{self.domain}: HTTP 401: the access token was refused (revoked, rotated or the"
+                " app uninstalled); calls to this store pause and are retried with backoff until"
+                " it is valid again"
             )
+        if status == 403:
+            raise ShopifyAuthError(f"{self.domain}: HTTP 403: the access token lacks a scope")
         if status == 429:
-            self.throttled_answers += 1
-            raise _Retry("HTTP 429 throttled", retry_after if retry_after is not None else 1.0)
+            raise self._throttled("HTTP 429 throttled", retry_after or 1.0)
         if status >= 500:
             if mutation:
                 raise ShopifyOutcomeUnknown(f"{self.domain} {name}: HTTP {status}")
@@ -356,8 +397,8 @@ class ShopifyClient:
         errors = payload.get("errors")
         if errors:
             if _is_throttled(errors):
-                self.throttled_answers += 1
-                raise _Retry("THROTTLED", self._throttle_wait(cost_info))
+                self._accepted()
+                raise self._throttled("THROTTLED", self._throttle_wait(cost_info))
             raise GraphQLError(
                 f"{self.domain} {name}: {_error_text(errors)}",
                 errors if isinstance(errors, list) else [errors],
@@ -367,7 +408,44 @@ class ShopifyClient:
         data = payload.get("data")
         if not isinstance(data, dict):
             raise GraphQLError(f"{self.domain} {name}: answer without data", [])
+        self._throttled_in_a_row = 0
+        self._accepted()
         return data
+
+    def _throttled(self, what: str, wait: float) -> _Retry:
+        """Pause every request of this client: the store's bucket is empty, not one request's.
+
+        Shopify's figures say how long the bucket needs; a THROTTLED answer they do not explain
+        (another app draining the bucket between our requests) waits longer each time in a row.
+        """
+        self.throttled_answers += 1
+        self._throttled_in_a_row += 1
+        floor = THROTTLE_FLOOR_SECONDS * 2 ** min(self._throttled_in_a_row - 1, 7)
+        wait = min(max(wait, floor), 60.0)
+        self._resume_at = max(self._resume_at, time.monotonic() + wait)
+        return _Retry(f"{what}; waiting {wait:.1f} s", wait)
+
+    def _refused(self, message: str) -> ShopifyAuthError:
+        """The store refused our token: stop calling it for a while, longer each time."""
+        self.refused_requests += 1
+        pause = self._auth_pause
+        self._auth_retry_at = time.monotonic() + pause
+        self._auth_pause = min(pause * 2, AUTH_RETRY_MAX_SECONDS)
+        if self.auth_refused is None:
+            log.error("%s; next try in %.0f s", message, pause)
+        else:
+            log.warning(
+                "%s: the access token is still refused; next try in %.0f s", self.domain, pause
+            )
+        self.auth_refused = message
+        return ShopifyAuthError(message)
+
+    def _accepted(self) -> None:
+        """An answer that is not a 401: the token is good (again)."""
+        if self.auth_refused is not None:
+            log.warning("%s: the access token is accepted again; calls resume", self.domain)
+        self.auth_refused = None
+        self._auth_pause = AUTH_RETRY_FIRST_SECONDS
 
     def _throttle_wait(self, cost: dict[str, Any]) -> float:
         requested = cost.get("requestedQueryCost")

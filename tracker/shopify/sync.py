@@ -21,6 +21,7 @@ from carriers.registry import carrier_for_company
 from tracker.config import ShopConfig, SyncConfig
 from tracker.db import Connection
 from tracker.shopify.client import ShopifyClient
+from tracker.text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def parcels_of_order(order: dict[str, Any]) -> tuple[list[TrackedParcel], list[s
     order_cancelled = order.get("cancelledAt") is not None
     customer_name = _text(order.get("customer"), "displayName")
     customer_email = _text(order, "email")
+    order_name = clean_text(order["name"], 320)
     for fulfillment in order.get("fulfillments") or []:
         fulfillment_id = fulfillment["id"]
         if order_cancelled or fulfillment.get("status") in _UNTRACKED_FULFILLMENT_STATUSES:
@@ -96,16 +98,16 @@ def parcels_of_order(order: dict[str, Any]) -> tuple[list[TrackedParcel], list[s
             if not number or number in seen:
                 continue
             seen.add(number)
-            company = info.get("company")
+            company = _text(info, "company")
             carrier, source = resolve_carrier(carrier_for_company(company), number)
             parcels.append(
                 TrackedParcel(
                     order_id=order["id"],
-                    order_name=order["name"],
+                    order_name=order_name,
                     fulfillment_id=fulfillment_id,
                     tracking_number=number,
                     company=company,
-                    url=info.get("url"),
+                    url=clean_text(info.get("url"), 2000) or None,
                     carrier=carrier,
                     carrier_source=source,
                     fulfilled_at=_parse_time(fulfillment.get("createdAt")),
@@ -117,7 +119,7 @@ def parcels_of_order(order: dict[str, Any]) -> tuple[list[TrackedParcel], list[s
             parcels.append(
                 TrackedParcel(
                     order_id=order["id"],
-                    order_name=order["name"],
+                    order_name=order_name,
                     fulfillment_id=fulfillment_id,
                     tracking_number="",
                     company=None,
@@ -354,9 +356,10 @@ async def apply_orders(
 
 
 def _text(node: object, key: str) -> str | None:
-    """``node[key]`` when ``node`` is an object and that is a non-empty string (cut to 320)."""
+    """``node[key]`` when ``node`` is an object and that is a non-empty string (cleaned, cut
+    to 320: :func:`tracker.text.clean_text`)."""
     value = node.get(key) if isinstance(node, dict) else None
-    return (value.strip()[:320] or None) if isinstance(value, str) else None
+    return clean_text(value, 320) or None
 
 
 def _parse_time(value: object) -> datetime | None:

@@ -11,6 +11,11 @@ Shopify has no idempotency key, so exactly-once rests on local state (DESIGN.md)
 
 Per shop, one writer at a time (advisory lock); per fulfillment, events go in ``happened_at``
 order and a fulfillment with an unresolved ``sending`` event waits.
+
+When the store refuses the token (401) or stays unavailable through the client's retries, the
+pass stops for the whole store: its other fulfillments would only meet the same answer. A
+refused token is no attempt of the event's (it is not failed however long the merchant takes to
+fix it); its pending events carry the reason until they are written.
 """
 
 from __future__ import annotations
@@ -158,7 +163,12 @@ class Writer:
                 await self._send_pending(shop, client, blocked, report)
             except ShopifyAuthError as exc:
                 report.errors.append(str(exc))
-                log.error("write-back to %s stopped: %s", shop.domain, exc)
+                await self._show_refusal(shop, str(exc))
+                if not exc.paused:  # the client logged the refusal itself
+                    log.warning("write-back to %s stopped: %s", shop.domain, exc)
+            except ShopifyUnavailable as exc:
+                report.errors.append(str(exc))
+                log.warning("write-back to %s paused until the next pass: %s", shop.domain, exc)
             finally:
                 await lock_conn.execute("SELECT pg_advisory_unlock($1, $2)", _WRITE_LOCK, shop.id)
 
@@ -178,7 +188,7 @@ class Writer:
             ids: dict[str, object] = {"fulfillment_id": fulfillment_id}
             try:
                 remote = await fetch_remote_events(client, fulfillment_id)
-            except (ShopifyUnavailable, GraphQLError) as exc:
+            except GraphQLError as exc:
                 log.warning(
                     "cannot check %s on %s yet: %s", fulfillment_id, shop.domain, exc, extra=ids
                 )
@@ -258,16 +268,30 @@ class Writer:
                 )
             )
         slots = asyncio.Semaphore(self._config.concurrency)
+        halted: list[ShopifyAuthError | ShopifyUnavailable] = []
 
         async def write_fulfillment(events: list[PendingEvent]) -> None:
             async with slots:
-                if not await self._allowed(shop, client, events[0], report):
-                    return
-                for event in events:
-                    if not await self._write_one(shop, client, event, report):
+                try:
+                    if halted or not await self._allowed(shop, client, events[0], report):
                         return
+                    for event in events:
+                        if halted or not await self._write_one(shop, client, event, report):
+                            return
+                except (ShopifyAuthError, ShopifyUnavailable) as exc:
+                    halted.append(exc)  # the store's answer, not the fulfillment's: stop them all
 
-        await asyncio.gather(*(write_fulfillment(q) for q in queues.values()))
+        writes = [asyncio.ensure_future(write_fulfillment(q)) for q in queues.values()]
+        try:
+            await asyncio.gather(*writes)
+        finally:
+            # One failed (the database went away): the others stop rather than write on
+            # unrecorded; a write cut short stays 'sending' and is checked against Shopify.
+            for write in writes:
+                write.cancel()
+            await asyncio.gather(*writes, return_exceptions=True)
+        if halted:
+            raise next((e for e in halted if isinstance(e, ShopifyAuthError)), halted[0])
 
     async def _allowed(
         self, shop: ShopRow, client: ShopifyClient, first: PendingEvent, report: WriteReport
@@ -286,7 +310,7 @@ class Writer:
             if foreign is None and await needs_check(conn, shop.id, fid):
                 try:
                     remote = await fetch_remote_events(client, fid)
-                except (ShopifyUnavailable, GraphQLError) as exc:
+                except GraphQLError as exc:
                     log.warning(
                         "cannot read %s's events yet: %s", fid, exc, extra={"fulfillment_id": fid}
                     )
@@ -334,11 +358,25 @@ class Writer:
             )
             report.deferred += 1
             return False
-        except (ShopifyUnavailable, GraphQLError) as exc:
+        except ShopifyUnavailable as exc:
+            await self._back_to_pending(event, str(exc), report)
+            raise
+        except GraphQLError as exc:
             await self._back_to_pending(event, str(exc), report)
             return False
-        except ShopifyAuthError:
-            await self._back_to_pending(event, "access token refused", report)
+        except ShopifyAuthError as exc:
+            # Refused before it ran, and not the event's fault: no attempt counted, and no
+            # backoff of its own (the client's pause on the store paces the next try).
+            await self._pool.execute(
+                """
+                UPDATE tracking_events SET writeback_state = 'pending', writeback_owner = NULL,
+                       writeback_attempts = GREATEST(writeback_attempts - 1, 0),
+                       writeback_error = $2, writeback_next_at = now()
+                WHERE id = $1
+                """,
+                event.id,
+                str(exc)[:1000],
+            )
             raise
         # Cancelled mid-call (shutdown): the outcome is unknown, so the event stays 'sending'.
         payload = data.get("fulfillmentEventCreate") or {}
@@ -377,6 +415,19 @@ class Writer:
             """,
             event_id,
             shopify_event_id,
+        )
+
+    async def _show_refusal(self, shop: ShopRow, reason: str) -> None:
+        """Every pending event of the store says why it waits (shipment page and API)."""
+        await self._pool.execute(
+            """
+            UPDATE tracking_events e SET writeback_error = $2
+            FROM shipments s
+            WHERE s.id = e.shipment_id AND s.shop_id = $1 AND e.writeback_state = 'pending'
+              AND e.writeback_error IS DISTINCT FROM $2
+            """,
+            shop.id,
+            reason[:1000],
         )
 
     async def _back_to_pending(self, event: PendingEvent, reason: str, report: WriteReport) -> None:
