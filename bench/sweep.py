@@ -58,8 +58,6 @@ FAST_RATE = 1_000_000.0
 """requests_per_second given to every adapter: the sandboxes have no rate limit."""
 LARGE_QUOTA = 1_000_000_000
 """requests_per_day given to every carrier: reserved per request as in production, never hit."""
-CONNECTOR_LIMIT, CONNECTOR_LIMIT_PER_HOST = 100, 20
-"""The HTTP connection limits of the session ``Daemon.start`` opens (tracker/engine/daemon.py)."""
 
 _DUE = "SELECT count(*) FROM shipments WHERE active AND next_poll_at <= now()"
 _COUNTS = """
@@ -188,7 +186,8 @@ async def sweeps(
         min_size=config.database.pool_min_size,
         max_size=config.database.pool_max_size,
     )
-    connector = aiohttp.TCPConnector(limit=CONNECTOR_LIMIT, limit_per_host=CONNECTOR_LIMIT_PER_HOST)
+    # The connection limits of the session ``Daemon.start`` opens (tracker/engine/daemon.py).
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=config.polling.requests_in_flight)
     session = aiohttp.ClientSession(connector=connector)
     totals = Totals()
     profiler = cProfile.Profile() if args.profile else None

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tracker.config import AttentionConfig
-from tracker.engine.attention import refresh_attention
+from tracker.engine.attention import refresh_attention, stalled_on_or_before
 from tracker.engine.circuit import open_circuits, record_failure, record_success
 
 
@@ -29,6 +29,27 @@ async def test_business_days(conn, start, end, weekdays):
         )
         == weekdays
     )
+
+
+async def test_stalled_cutoff_agrees_with_business_days_between(conn):
+    # Every last-scan day of the 6 weeks before each day of a fortnight, for 1 to 8 weekdays:
+    # the refresh's date cutoff flags exactly those the SQL definition counts as stalled.
+    rows = await conn.fetch(
+        """
+        SELECT today::date AS today, scan::date AS scan, n,
+               business_days_between(scan + interval '13 hours', today + interval '9 hours') AS bd
+        FROM generate_series(date '2026-11-16', date '2026-11-29', interval '1 day') AS today,
+             generate_series(today - interval '42 days', today, interval '1 day') AS scan,
+             generate_series(1, 8) AS n
+        """
+    )
+    assert len(rows) == 14 * 43 * 8
+    wrong = [
+        dict(r)
+        for r in rows
+        if (r["scan"] <= stalled_on_or_before(r["today"], r["n"])) != (r["bd"] >= r["n"])
+    ]
+    assert not wrong, wrong[:5]
 
 
 async def add(conn, name: str, **columns) -> int:

@@ -12,7 +12,7 @@ from carriers.registry import build_adapters
 from carriers.sandbox_base import Kind
 from tests.harness import DHL_KEY, SHOP, start_stack, timeline
 from tracker.config import PollingConfig, WritebackConfig
-from tracker.engine.budget import next_budget_day, reserve
+from tracker.engine.budget import next_budget_day, reserve, reserve_up_to
 from tracker.engine.poller import poll_due
 from tracker.shopify.sync import ensure_shops
 
@@ -23,6 +23,17 @@ async def test_reservations_never_pass_the_quota_even_concurrently(pool):
     assert await pool.fetchval("SELECT used FROM carrier_budgets WHERE carrier = 'dhl'") == 25
     assert await reserve(pool, "fedex", 1, 25)  # each carrier has its own
     assert await reserve(pool, "dhl", 1, None)  # no quota: always
+
+
+async def test_partial_reservations_take_what_is_left_and_never_more(pool):
+    grants = await asyncio.gather(*(reserve_up_to(pool, "ups", 7, 30) for _ in range(6)))
+    assert sum(grants) == 30
+    # Whoever came first got all 7; one got the 2 left; the rest nothing.
+    assert sorted(grants) == [0, 2, 7, 7, 7, 7]
+    assert await pool.fetchval("SELECT used FROM carrier_budgets WHERE carrier = 'ups'") == 30
+    assert await reserve_up_to(pool, "ups", 5, 30) == 0
+    assert await reserve_up_to(pool, "usps", 5, None) == 5  # no quota: all of it
+    assert not await reserve(pool, "usps", 31, 30)  # all or nothing
 
 
 def test_budgets_renew_at_midnight_utc():

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tracker.engine.pacing import take_slot, window_of
+from tracker.engine.pacing import take_slot, take_slots, window_of
 
 
 @pytest.mark.parametrize(
@@ -32,3 +32,18 @@ async def test_carriers_do_not_share_a_window(pool):
     assert await take_slot(pool, "dhl", 1)
     assert await take_slot(pool, "ups", 1)
     assert await pool.fetchval("SELECT count(*) FROM carrier_windows") == 2
+
+
+async def test_slots_for_many_requests_are_granted_as_far_as_the_window_allows(pool):
+    # Three workers each want 4 requests' slots at once; 5 a second are allowed.
+    grants = await asyncio.gather(*(take_slots(pool, "fedex", 5, 4) for _ in range(3)))
+    assert all(1 <= g <= 4 for g in grants)
+    rows = await pool.fetch("SELECT used FROM carrier_windows WHERE carrier = 'fedex'")
+    assert sum(r["used"] for r in rows) == sum(grants)
+    assert max(r["used"] for r in rows) <= 5
+    assert await take_slots(pool, "fedex", 5, 0) == 0
+
+
+async def test_no_slot_within_the_wait_gives_zero(pool):
+    assert await take_slots(pool, "usps", 1 / 3600, 1) == 1  # the hour's only request
+    assert await take_slots(pool, "usps", 1 / 3600, 1, max_wait=0.05) == 0

@@ -9,6 +9,8 @@ without a tracking number, carrier not tracked (unknown, or not enabled).
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import asyncpg
 
 from tracker.config import AttentionConfig
@@ -38,11 +40,11 @@ WITH computed AS (
                  AND s.not_found_since <= now() - make_interval(days => $1::int) THEN 'not_found'
             WHEN s.stopped_reason = 'expired' THEN 'expired'
             WHEN s.carrier_state = 'found'
-                 AND business_days_between(COALESCE(s.last_scan_at, s.fulfilled_at, s.created_at),
-                                           now())
-                     >= CASE WHEN s.status IS NULL
+                 AND (COALESCE(s.last_scan_at, s.fulfilled_at, s.created_at)
+                      AT TIME ZONE 'UTC')::date
+                     <= CASE WHEN s.status IS NULL
                                   OR s.status IN ('label_purchased', 'label_printed', 'confirmed')
-                             THEN $2::int ELSE $3::int END
+                             THEN $2::date ELSE $3::date END
                 THEN 'stalled'
             WHEN s.first_eta IS NOT NULL AND s.first_eta + make_interval(days => $4::int) < now()
                 THEN 'late'
@@ -65,13 +67,29 @@ async def refresh_attention(
     pool: asyncpg.Pool, config: AttentionConfig, ids: list[int] | None = None
 ) -> int:
     """Recompute flags (of ``ids``, or of every shipment that may need one); returns changes."""
+    today: date = await pool.fetchval("SELECT (now() AT TIME ZONE 'UTC')::date")
     result = await pool.execute(
         _REFRESH,
         config.not_found_days,
-        config.stalled_pre_transit_business_days,
-        config.stalled_in_transit_business_days,
+        stalled_on_or_before(today, config.stalled_pre_transit_business_days),
+        stalled_on_or_before(today, config.stalled_in_transit_business_days),
         config.late_days,
         config.pickup_waiting_days,
         ids,
     )
     return int(result.split()[-1])
+
+
+def stalled_on_or_before(today: date, weekdays: int) -> date:
+    """The latest (UTC) day of a last scan that leaves ``weekdays`` weekdays without one by
+    ``today``: what ``business_days_between(last scan, now) >= weekdays`` means, as one date.
+
+    Comparing a date is what lets the refresh read a million shipments in seconds; calling the
+    SQL function per row took over ten.
+    """
+    day, counted = today, 0
+    while counted < weekdays:
+        if day.isoweekday() < 6:
+            counted += 1
+        day -= timedelta(days=1)
+    return day

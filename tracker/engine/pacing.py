@@ -3,7 +3,8 @@
 Each process paces its own requests (the adapter's RateLimiter); this keeps the sum of all
 replicas within the carrier's rate too. Time is cut into windows: one second for rates of a
 request per second or more, longer for slow quotas (USPS's 60 an hour: one request a minute).
-A worker takes a slot in the current window in one statement, or waits for the next window.
+A worker takes as many slots of the current window as it needs and the window still has, or
+waits for the next window.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import time
 
 import asyncpg
 
-_TAKE = """
-INSERT INTO carrier_windows AS w (carrier, window_start, used) VALUES ($1, $2, 1)
-ON CONFLICT (carrier, window_start) DO UPDATE SET used = w.used + 1
-WHERE w.used < $3
+# Locks the window's row (creating it at 0) and returns what is used so far.
+_LOCK_WINDOW = """
+INSERT INTO carrier_windows AS w (carrier, window_start, used) VALUES ($1, $2, 0)
+ON CONFLICT (carrier, window_start) DO UPDATE SET used = w.used
 RETURNING used
 """
+_SET_WINDOW = "UPDATE carrier_windows SET used = $3 WHERE carrier = $1 AND window_start = $2"
 
 MAX_WAIT_SECONDS = 120.0
 
@@ -30,18 +32,36 @@ def window_of(rate: float) -> tuple[int, int]:
     return length, max(1, math.floor(rate * length))
 
 
-async def take_slot(pool: asyncpg.Pool, carrier: str, rate: float) -> bool:
-    """Wait for a free slot in the carrier's shared budget; False if none came in time."""
+async def take_slots(
+    pool: asyncpg.Pool, carrier: str, rate: float, wanted: int, max_wait: float = MAX_WAIT_SECONDS
+) -> int:
+    """Slots for up to ``wanted`` requests to send now; waits for a window that has any.
+
+    Returns how many were granted (at least one), or 0 when none came within ``max_wait``.
+    """
+    if wanted <= 0:
+        return 0
     length, allowed = window_of(rate)
-    deadline = time.monotonic() + MAX_WAIT_SECONDS
+    deadline = time.monotonic() + max_wait
     while True:
         now = time.time()
         start = int(now // length) * length
-        if await pool.fetchval(_TAKE, carrier, start, allowed) is not None:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(max(0.01, start + length - now))
+        async with pool.acquire() as conn, conn.transaction():
+            used: int = await conn.fetchval(_LOCK_WINDOW, carrier, start)
+            granted = max(0, min(wanted, allowed - used))
+            if granted:
+                await conn.execute(_SET_WINDOW, carrier, start, used + granted)
+        if granted:
+            return granted
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return 0
+        await asyncio.sleep(min(left, max(0.01, start + length - now)))
+
+
+async def take_slot(pool: asyncpg.Pool, carrier: str, rate: float) -> bool:
+    """Wait for one free slot in the carrier's shared budget; False if none came in time."""
+    return await take_slots(pool, carrier, rate, 1) == 1
 
 
 async def forget_old_windows(pool: asyncpg.Pool) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -27,17 +28,25 @@ from carriers.base import (
 )
 from tracker.config import PollingConfig, WritebackConfig
 from tracker.domain import Status
-from tracker.engine.budget import next_budget_day, reserve
+from tracker.engine.budget import next_budget_day, reserve_up_to
 from tracker.engine.circuit import open_circuits, record_failure, record_success
 from tracker.engine.claims import ClaimedShipment, claim_due
-from tracker.engine.pacing import take_slot
+from tracker.engine.pacing import take_slots
 from tracker.engine.policy import PollFacts, decide
 from tracker.engine.release import daily_quota, postpone, release_failed
 from tracker.engine.story import MULTI_PARCEL, lock_multi_parcel, tell_story
 
 log = logging.getLogger(__name__)
 
-MAX_BATCHES_IN_FLIGHT_PER_CARRIER = 8
+Answer = Mapping[str, TrackResult] | Exception
+"""What one request to a carrier gave: its results, or why there are none."""
+
+RECORD_GROUP = 100
+"""Shipments reserved against the daily budget together (and stored together when they can be)."""
+MAX_SLOT_WAIT_SECONDS = 120.0
+"""Longest a group waits for pacing slots (other replicas using the carrier's rate) before the
+rest of it is given back; well inside the claim's lease."""
+RATE_RETRY = timedelta(seconds=30)
 
 _INSERT_EVENTS = """
 INSERT INTO tracking_events (shipment_id, status, happened_at, time_source, carrier_code,
@@ -49,18 +58,24 @@ SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5
 ON CONFLICT (shipment_id, dedupe_key) DO NOTHING
 """
 
-# Newest event with a status gives the shipment its status; same second: the more advanced.
-_CURRENT = """
-SELECT DISTINCT ON (shipment_id) shipment_id, id, status, happened_at
-FROM tracking_events
-WHERE shipment_id = ANY($1::bigint[]) AND status IS NOT NULL
-ORDER BY shipment_id, happened_at DESC, array_position($2::text[], status) DESC, id DESC
-"""
-
-_LAST = """
-SELECT DISTINCT ON (shipment_id) shipment_id, id, happened_at
-FROM tracking_events WHERE shipment_id = ANY($1::bigint[])
-ORDER BY shipment_id, happened_at DESC, id DESC
+# Per shipment: the newest event with a status (it gives the shipment its status; in the same
+# second, the more advanced status wins) and the newest event of any kind. One index probe each.
+_NEWEST = """
+SELECT u.id AS shipment_id, c.id, c.status, c.happened_at,
+       l.id AS last_id, l.happened_at AS last_happened_at
+FROM unnest($1::bigint[]) AS u(id)
+LEFT JOIN LATERAL (
+    SELECT e.id, e.status, e.happened_at FROM tracking_events e
+    WHERE e.shipment_id = u.id AND e.status IS NOT NULL
+    ORDER BY e.happened_at DESC, array_position($2::text[], e.status) DESC, e.id DESC
+    LIMIT 1
+) c ON true
+LEFT JOIN LATERAL (
+    SELECT e.id, e.happened_at FROM tracking_events e
+    WHERE e.shipment_id = u.id
+    ORDER BY e.happened_at DESC, e.id DESC
+    LIMIT 1
+) l ON true
 """
 
 _UPDATE = """
@@ -104,10 +119,13 @@ async def poll_due(
     writeback: WritebackConfig,
     worker: str,
     settings: Mapping[str, CarrierSettings] | None = None,
+    in_flight: Mapping[str, asyncio.Semaphore] | None = None,
 ) -> PollReport:
     """Claim one batch of due shipments and poll them; returns what happened.
 
     ``settings`` (``carriers.<code>`` of the configuration) supplies configured daily quotas.
+    ``in_flight`` bounds each carrier's concurrent requests across calls (several sweeps run at
+    once in a daemon); without it each call allows ``polling.requests_in_flight`` per carrier.
     """
     report = PollReport()
     resting = await open_circuits(pool)
@@ -119,7 +137,7 @@ async def poll_due(
     by_carrier: dict[str, list[ClaimedShipment]] = defaultdict(list)
     for shipment in claimed:
         by_carrier[shipment.carrier].append(shipment)
-    await asyncio.gather(
+    await _all_or_none(
         *(
             _poll_carrier(
                 pool,
@@ -130,6 +148,7 @@ async def poll_due(
                 writeback,
                 worker,
                 report,
+                (in_flight or {}).get(code) or asyncio.Semaphore(polling.requests_in_flight),
             )
             for code, shipments in by_carrier.items()
         )
@@ -146,67 +165,147 @@ async def _poll_carrier(
     writeback: WritebackConfig,
     worker: str,
     report: PollReport,
+    in_flight: asyncio.Semaphore,
 ) -> None:
-    in_flight = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT_PER_CARRIER)
-    size = max(1, adapter.max_batch)
+    """Ask one carrier about its claimed shipments, a group of requests at a time.
 
+    A group is up to ``RECORD_GROUP`` shipments: its requests are reserved from the daily budget
+    and paced together, sent concurrently (at most ``in_flight`` at once for this carrier), and
+    what came back is stored in one transaction.
+    """
+    size = max(1, adapter.max_batch)
+    requests = [shipments[i : i + size] for i in range(0, len(shipments), size)]
+    per_group = max(1, RECORD_GROUP // size)
     per_day = daily_quota(adapter, settings)
     per_second = (settings.requests_per_second if settings else None) or (
         adapter.default_requests_per_second
     )
-    failures_seen = [True]  # reset the carrier's circuit once per sweep on the first success
+    circuit_reset = [False]  # the carrier's circuit is reset once per sweep, on a success
 
-    async def one_batch(batch: list[ClaimedShipment]) -> None:
+    async def ask(batch: list[ClaimedShipment]) -> Answer:
         async with in_flight:
-            if not await reserve(pool, adapter.code, 1, per_day):
-                await postpone(pool, worker, batch, next_budget_day())
-                report.over_budget += len(batch)
-                report.over_budget_by_carrier[adapter.code] += len(batch)
-                return
-            context = {"carrier": adapter.code, "shipments": len(batch)}
-            if not await take_slot(pool, adapter.code, per_second):
-                # Other replicas hold the carrier's rate: try again on a later sweep.
-                await postpone(pool, worker, batch, datetime.now(UTC) + timedelta(seconds=30))
-                return
             try:
-                results = await adapter.track([s.tracking_number for s in batch])
-            except CarrierAuthError as exc:
-                log.error("%s rejected our credentials: %s", adapter.code, exc, extra=context)
-                await release_failed(pool, worker, batch, "carrier_error", str(exc), polling)
-                report.failed_batches += 1
-                return
-            except CarrierUnavailable as exc:
-                log.warning("%s unavailable: %s", adapter.code, exc, extra=context)
-                await release_failed(pool, worker, batch, "unavailable", str(exc), polling)
-                await record_failure(
-                    pool,
-                    adapter.code,
-                    str(exc),
-                    threshold=polling.circuit_failures,
-                    open_for=polling.circuit_open_for,
-                )
-                report.failed_batches += 1
-                return
+                return await adapter.track([s.tracking_number for s in batch])
             except (CarrierError, ValueError, TypeError, KeyError) as exc:
-                log.exception("%s adapter failed on a batch", adapter.code, extra=context)
-                await release_failed(
-                    pool, worker, batch, "carrier_error", f"adapter error: {exc}", polling
-                )
-                report.failed_batches += 1
-                return
-            if failures_seen:
-                await record_success(pool, adapter.code)
-                failures_seen.clear()
-            new_events = await record_results(pool, worker, batch, results, polling, writeback)
-            report.new_events += new_events
-            report.new_events_by_carrier[adapter.code] += new_events
-            report.polled += len(batch)
-            for result in results.values():
-                report.outcomes[result.outcome.value] += 1
+                return exc
 
-    await asyncio.gather(
-        *(one_batch(shipments[i : i + size]) for i in range(0, len(shipments), size))
+    async def one_group(group: list[list[ClaimedShipment]]) -> None:
+        granted = await reserve_up_to(pool, adapter.code, len(group), per_day)
+        if granted < len(group):
+            over = [s for batch in group[granted:] for s in batch]
+            await postpone(pool, worker, over, next_budget_day())
+            report.over_budget += len(over)
+            report.over_budget_by_carrier[adapter.code] += len(over)
+            group = group[:granted]
+        # Requests go out as pacing slots come; answers are stored as they arrive, together
+        # when they arrive together, so a slow request never holds back the others' results.
+        sent: dict[asyncio.Task[Answer], list[ClaimedShipment]] = {}
+        waiting = group
+        slot_deadline = time.monotonic() + MAX_SLOT_WAIT_SECONDS
+        try:
+            while waiting or sent:
+                if waiting:
+                    slots = await take_slots(
+                        pool,
+                        adapter.code,
+                        per_second,
+                        len(waiting),
+                        max_wait=max(0.0, slot_deadline - time.monotonic()),
+                    )
+                    if not slots:
+                        # Other replicas hold the carrier's rate: try again on a later sweep.
+                        later = [s for batch in waiting for s in batch]
+                        await postpone(pool, worker, later, datetime.now(UTC) + RATE_RETRY)
+                        waiting = []
+                    for batch in waiting[:slots]:
+                        sent[asyncio.create_task(ask(batch))] = batch
+                    waiting = waiting[slots:]
+                if waiting:
+                    done = {task for task in sent if task.done()}
+                elif sent:
+                    done, _ = await asyncio.wait(sent, return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    break
+                if done:
+                    await store({task: sent.pop(task) for task in done})
+        finally:
+            for task in sent:
+                task.cancel()
+
+    async def store(done: dict[asyncio.Task[Answer], list[ClaimedShipment]]) -> None:
+        answered: list[ClaimedShipment] = []
+        results: dict[str, TrackResult] = {}
+        for task, batch in done.items():
+            outcome = task.result()
+            if isinstance(outcome, Exception):
+                await _release(pool, adapter, batch, outcome, polling, worker, report)
+                continue
+            answered += batch
+            results.update(outcome)
+        if not answered:
+            return
+        if not circuit_reset[0]:
+            circuit_reset[0] = True
+            await record_success(pool, adapter.code)
+        new_events = await record_results(pool, worker, answered, results, polling, writeback)
+        report.new_events += new_events
+        report.new_events_by_carrier[adapter.code] += new_events
+        report.polled += len(answered)
+        for shipment in answered:
+            result = results.get(shipment.tracking_number)
+            report.outcomes[result.outcome.value if result else Outcome.ERROR.value] += 1
+
+    await _all_or_none(
+        *(one_group(requests[i : i + per_group]) for i in range(0, len(requests), per_group))
     )
+
+
+async def _all_or_none(*jobs: Coroutine[object, object, None]) -> None:
+    """Run ``jobs`` side by side; when one fails (the database went away), cancel the others
+    rather than let them spend carrier requests whose answers could not be stored."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def _release(
+    pool: asyncpg.Pool,
+    adapter: Adapter,
+    batch: list[ClaimedShipment],
+    exc: Exception,
+    polling: PollingConfig,
+    worker: str,
+    report: PollReport,
+) -> None:
+    """Give back the shipments of a request the carrier did not answer, and say why."""
+    context = {"carrier": adapter.code, "shipments": len(batch)}
+    report.failed_batches += 1
+    if isinstance(exc, CarrierAuthError):
+        log.error("%s rejected our credentials: %s", adapter.code, exc, extra=context)
+        await release_failed(pool, worker, batch, "carrier_error", str(exc), polling)
+    elif isinstance(exc, CarrierUnavailable):
+        log.warning("%s unavailable: %s", adapter.code, exc, extra=context)
+        await release_failed(pool, worker, batch, "unavailable", str(exc), polling)
+        await record_failure(
+            pool,
+            adapter.code,
+            str(exc),
+            threshold=polling.circuit_failures,
+            open_for=polling.circuit_open_for,
+        )
+    else:
+        log.error(
+            "%s adapter failed on a batch",
+            adapter.code,
+            exc_info=(type(exc), exc, exc.__traceback__),
+            extra=context,
+        )
+        await release_failed(pool, worker, batch, "carrier_error", f"adapter error: {exc}", polling)
 
 
 async def record_results(
@@ -274,17 +373,17 @@ async def record_results(
         if cols[0]:
             tag = await conn.execute(_INSERT_EVENTS, *cols)
             inserted = int(tag.split()[-1])
-        current = {
-            r["shipment_id"]: r for r in await conn.fetch(_CURRENT, ids, [s.value for s in Status])
+        newest_rows = {
+            r["shipment_id"]: r for r in await conn.fetch(_NEWEST, ids, [s.value for s in Status])
         }
-        last = {r["shipment_id"]: r for r in await conn.fetch(_LAST, ids)}
         update: list[list[object]] = [[] for _ in range(14)]
         for shipment in batch:
             result = results.get(shipment.tracking_number) or TrackResult.error(
                 shipment.tracking_number, "the adapter returned no result for this number"
             )
-            newest = current.get(shipment.id)
-            latest = last.get(shipment.id)
+            found = newest_rows.get(shipment.id)
+            newest = found if found is not None and found["id"] is not None else None
+            latest = found if found is not None and found["last_id"] is not None else None
             status = Status(newest["status"]) if newest else None
             state = result.outcome.value
             failures = shipment.poll_failures + 1 if result.outcome is Outcome.ERROR else 0
@@ -298,7 +397,7 @@ async def record_results(
                     now=now,
                     eta=result.estimated_delivery_at or shipment.estimated_delivery_at,
                     not_found_since=not_found_since,
-                    last_scan_at=latest["happened_at"] if latest else None,
+                    last_scan_at=latest["last_happened_at"] if latest else None,
                     was_final=shipment.status is not None and shipment.status.is_final,
                 ),
                 polling,
@@ -307,14 +406,14 @@ async def record_results(
                 shipment.id,
                 status.value if status else None,
                 newest["happened_at"] if newest else None,
-                latest["id"] if latest else None,
+                latest["last_id"] if latest else None,
                 state,
                 result.message[:1000],
                 result.estimated_delivery_at,
                 failures,
                 decision.delay,
                 decision.priority,
-                latest["happened_at"] if latest else None,
+                latest["last_happened_at"] if latest else None,
                 not_found_since,
                 decision.final_confirmed,
                 decision.stop_reason,
