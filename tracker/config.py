@@ -25,11 +25,14 @@ from pydantic import (
 )
 
 from carriers.base import CarrierSettings
-from tracker.config_types import Duration
+from tracker.config_types import Duration, NonNegativeDuration
 from tracker.config_types import Section as _Section
 from tracker.config_web import WebAuthConfig, is_loopback
 
 DEFAULT_CONFIG_PATH = Path("config.yaml")
+MAX_LIST_INDEX = 999
+"""The largest list index a ``TRACKER_A__<n>__B`` variable may name."""
+MAX_PROBLEMS_SHOWN = 20
 DEFAULT_API_VERSION = "2026-10"
 ENV_PREFIX = "TRACKER_"
 
@@ -50,6 +53,16 @@ class DatabaseConfig(_Section):
         True, description="Apply pending migrations when the daemon starts."
     )
 
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _POSTGRES_URL.match(value.get_secret_value()):
+            # The value is not repeated: it may hold a password.
+            raise ValueError(
+                "is not a PostgreSQL URL like postgresql://user:password@host:5432/dbname"
+            )
+        return value
+
     @model_validator(mode="after")
     def _pool_bounds(self) -> DatabaseConfig:
         if self.pool_min_size > self.pool_max_size:
@@ -61,6 +74,15 @@ _SHOP_DOMAIN = re.compile(
     r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$|^127\.0\.0\.1:\d+$|^localhost:\d+$"
 )
 _API_VERSION = re.compile(r"^(20\d\d-(01|04|07|10)|unstable)$")
+_POSTGRES_URL = re.compile(r"^postgres(ql)?://[^\s]*$")
+_WEB_URL = re.compile(r"^https?://[^/?#\s@]+(/[^\s]*)?$", re.IGNORECASE)
+
+
+def web_url(value: str | None, example: str) -> str | None:
+    """``value`` when it is an http(s) URL with a host; ValueError naming ``example`` if not."""
+    if value is not None and not _WEB_URL.match(value):
+        raise ValueError(f"{value[:200]!r} is not an http(s) URL like {example}")
+    return value
 
 
 class ShopConfig(_Section):
@@ -111,6 +133,11 @@ class ShopConfig(_Section):
             raise ValueError(f"{value!r} is not a shop domain like acme.myshopify.com")
         return value
 
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str | None) -> str | None:
+        return web_url(value, "https://acme.myshopify.com")
+
     @field_validator("api_version")
     @classmethod
     def _version(cls, value: str) -> str:
@@ -141,6 +168,11 @@ class WebConfig(_Section):
         "is not a loopback address. Empty: everything is open (loopback only).",
     )
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return web_url(value, "https://tracker.example.com")
+
     @model_validator(mode="after")
     def _auth_off_loopback(self) -> WebConfig:
         if self.auth is None and not is_loopback(self.host):
@@ -160,7 +192,7 @@ class SyncConfig(_Section):
         le=249,
         description="Orders per GraphQL page; at most 249, so a page costs at most 1000 points.",
     )
-    overlap: Duration = Field(
+    overlap: NonNegativeDuration = Field(
         timedelta(minutes=2),
         description="Each sync re-reads orders updated this long before the cursor, because "
         "Shopify's search index lags.",
@@ -175,6 +207,23 @@ class PollingConfig(_Section):
         timedelta(seconds=10), description="How often to look for due shipments."
     )
     batch_size: int = Field(200, ge=1, le=5000, description="Shipments claimed per sweep.")
+    concurrent_batches: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description=(
+            "Claimed batches polled at once by one process; a slow carrier then holds up one"
+            " batch, not the whole sweep."
+        ),
+    )
+    requests_in_flight: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description=(
+            "Concurrent requests to one carrier from one process (its rate limits still apply)."
+        ),
+    )
     lease: Duration = Field(
         timedelta(minutes=5),
         description="A claimed shipment returns to the pool after this long if its worker died.",
@@ -247,26 +296,46 @@ class LogConfig(_Section):
 class Config(_Section):
     """The whole configuration file."""
 
-    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
-    shops: list[ShopConfig] = Field(default_factory=list)
+    database: DatabaseConfig = Field(
+        default_factory=DatabaseConfig,
+        description="Where the state lives: a PostgreSQL URL, or an embedded PostgreSQL.",
+    )
+    shops: list[ShopConfig] = Field(
+        default_factory=list,
+        description="The Shopify stores to track, one entry per store. Empty: nothing is synced.",
+    )
     carriers: dict[str, CarrierSettings] = Field(
         default_factory=dict,
         description="Carrier code (dhl, ...) -> credentials and budget. Absent: not polled.",
     )
-    web: WebConfig = Field(default_factory=WebConfig)
-    sync: SyncConfig = Field(default_factory=SyncConfig)
-    polling: PollingConfig = Field(default_factory=PollingConfig)
-    writeback: WritebackConfig = Field(default_factory=WritebackConfig)
-    attention: AttentionConfig = Field(default_factory=AttentionConfig)
-    log: LogConfig = Field(default_factory=LogConfig)
+    web: WebConfig = Field(
+        default_factory=WebConfig,
+        description="The status table, JSON API, /metrics and the Shopify webhook endpoint.",
+    )
+    sync: SyncConfig = Field(
+        default_factory=SyncConfig, description="Reading fulfilled orders from Shopify."
+    )
+    polling: PollingConfig = Field(
+        default_factory=PollingConfig, description="When and how much carriers are asked."
+    )
+    writeback: WritebackConfig = Field(
+        default_factory=WritebackConfig,
+        description="Writing tracking events to Shopify as fulfillment events.",
+    )
+    attention: AttentionConfig = Field(
+        default_factory=AttentionConfig,
+        description="Thresholds of the 'needs attention' flags in the status table.",
+    )
+    log: LogConfig = Field(default_factory=LogConfig, description="Logging to stderr.")
 
-    @model_validator(mode="after")
-    def _unique_shops(self) -> Config:
-        domains = [shop.domain for shop in self.shops]
+    @field_validator("shops")
+    @classmethod
+    def _unique_shops(cls, value: list[ShopConfig]) -> list[ShopConfig]:
+        domains = [shop.domain for shop in value]
         for domain in domains:
             if domains.count(domain) > 1:
                 raise ValueError(f"shop {domain} is listed twice")
-        return self
+        return value
 
     @field_validator("carriers")
     @classmethod
@@ -274,9 +343,14 @@ class Config(_Section):
         from carriers.registry import available_factories
 
         known = available_factories()
-        for code in value:
+        for code, settings in value.items():
             if code not in known:
                 raise ValueError(f"unknown carrier {code!r}; known: {', '.join(sorted(known))}")
+            if settings.base_url:
+                try:
+                    web_url(settings.base_url, "https://api.example.com")
+                except ValueError as exc:
+                    raise ValueError(f"{code}.base_url: {exc}") from None
         return value
 
 
@@ -312,7 +386,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
@@ -327,6 +401,28 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             f"{path}: the top level must be a mapping of sections, not {type(data).__name__}"
         )
     return data
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML itself keeps
+    the last one silently, so half of a section would be lost without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) or key is None:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping",
+                        node.start_mark,
+                        f"the key {key!r} is given twice",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _apply_env(
@@ -349,6 +445,10 @@ def _apply_env(
             nxt = path[i + 1]
             if isinstance(node, list) and part.isdigit():
                 index = int(part)
+                if index > MAX_LIST_INDEX:
+                    raise ConfigError(
+                        f"{name}: list index {index} is too large (at most {MAX_LIST_INDEX})"
+                    )
                 while len(node) <= index:
                     node.append({})
                 node = node[index]
@@ -376,4 +476,7 @@ def _describe(path: Path, exc: ValidationError, sources: dict[tuple[str, ...], s
         elif error["type"] == "missing":
             message = "required but missing"
         lines.append(f"{path}: {key}{where}: {message}")
+    if len(lines) > MAX_PROBLEMS_SHOWN:
+        more = len(lines) - MAX_PROBLEMS_SHOWN
+        lines = [*lines[:MAX_PROBLEMS_SHOWN], f"{path}: ... and {more} more problems"]
     return "\n".join(lines)

@@ -130,13 +130,15 @@ def _header(request: web.Request, name: str, *, required: bool) -> str | None:
 
 
 def _triggered_at(value: str | None) -> datetime | None:
+    """The header's moment in UTC; None when it is unreadable or no UTC moment (year 1 at
+    +23:59): it is only kept for reference, so such a delivery is stored without it."""
     if value is None:
         return None
     try:
         moment = datetime.fromisoformat(_FRACTION.sub(r"\1", value.replace("Z", "+00:00")))
-    except ValueError:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _shop(endpoint: WebhookEndpoint, domain: str) -> ShopConfig:
