@@ -46,6 +46,7 @@ from tracker.sandbox.shopify_models import (
     gid,
     parse_gid,
 )
+from tracker.sandbox.shopify_profile import bind_profile_resolvers
 from tracker.sandbox.shopify_store import (
     FulfillmentCancelledError,
     ShopifyStore,
@@ -276,6 +277,7 @@ def resolve_shop(_root: object, info: Info) -> dict[str, Any]:
         "name": store.shop_name,
         "email": f"owner@{store.domain}",
         "myshopifyDomain": store.domain,
+        "plan": store.profile.plan(),
     }
 
 
@@ -375,6 +377,7 @@ def _bind_resolvers(schema: GraphQLSchema) -> None:
     mutation.fields["fulfillmentEventCreate"].resolve = resolve_fulfillment_event_create
     bind_bulk_resolvers(schema)
     bind_webhook_resolvers(schema)
+    bind_profile_resolvers(schema)
     common = {
         "id": lambda source, _info: source.gid,
         "legacyResourceId": lambda source, _info: source.id,
