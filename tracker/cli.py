@@ -19,7 +19,7 @@ from typing import Any
 
 from tracker import __version__
 from tracker.config import Config, ConfigError, load_config
-from tracker.db.embedded import EmbeddedPostgresError
+from tracker.db.embedded import DataDirectoryError, EmbeddedPostgresError
 from tracker.db.migrations import MigrationError
 from tracker.db.pool import DatabaseUnavailable
 
@@ -46,11 +46,24 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except DataDirectoryError as exc:
+        print(
+            f"data directory error: {exc}; set database.data_dir to a directory this user "
+            "may write, or database.url to use a PostgreSQL server",
+            file=sys.stderr,
+        )
+        return EXIT_RESOURCE
     except (DatabaseUnavailable, EmbeddedPostgresError, MigrationError) as exc:
         print(f"database error: {exc}", file=sys.stderr)
         return EXIT_DATABASE
     except KeyboardInterrupt:
         return EXIT_OK
+    except OSError as exc:
+        from tracker.startup_messages import os_problem
+
+        log.debug("operating system error", exc_info=True)
+        print(f"cannot continue: {os_problem(exc)}", file=sys.stderr)
+        return EXIT_RESOURCE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -161,6 +174,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     with_config(check)
 
+    doctor = command(
+        "doctor",
+        _doctor,
+        "Check what the configuration promises against the stores, carriers, database and "
+        "web address: one line per check, exit 0 only when nothing failed.",
+    )
+    with_config(doctor)
+    doctor.add_argument("--json", action="store_true", help="one JSON object")
+    doctor.add_argument(
+        "--timeout",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="longest wait for each check (default 15)",
+    )
+
     webhooks = command(
         "webhooks", _webhooks, "Manage the Shopify webhook subscriptions of the configured shops."
     )
@@ -178,6 +207,17 @@ def _parser() -> argparse.ArgumentParser:
         help="log level (default WARNING)",
     )
     with_config(register)
+
+    from tracker.completion import SHELLS
+
+    completion = commands.add_parser(
+        "completion",
+        help="Print a shell completion script.",
+        description="Print a completion script for bash or zsh, generated from these "
+        'commands. Load it with: eval "$(tracker completion bash)".',
+    )
+    completion.set_defaults(handler=_completion)
+    completion.add_argument("shell", choices=SHELLS)
     return parser
 
 
@@ -209,14 +249,19 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(config, args.log_level)
     from tracker.engine.run import run_daemon
+    from tracker.startup_messages import bind_problem, os_problem, startup_banner
 
     async def body(stop: asyncio.Event) -> int:
         try:
             await run_daemon(
-                config, stop, announce=lambda url: print(f"Status table: {url}", flush=True)
+                config, stop, announce=lambda url: print(startup_banner(config, url), flush=True)
             )
         except OSError as exc:
-            print(f"cannot start: {exc}", file=sys.stderr)
+            web = config.web
+            problem = bind_problem(
+                exc, web.host, web.port, port_setting="web.port", host_setting="web.host"
+            )
+            print(f"cannot start: {problem or os_problem(exc)}", file=sys.stderr)
             return EXIT_RESOURCE
         return EXIT_OK
 
@@ -237,14 +282,27 @@ def _sandbox(args: argparse.Namespace) -> int:
     from tracker.sandbox.serve import run_sandboxes
 
     async def body(stop: asyncio.Event) -> int:
-        await run_sandboxes(
-            stop,
-            orders=args.orders,
-            speed=args.speed,
-            seed=args.seed,
-            shopify_port=args.shopify_port,
-            write_config=args.write_config,
-        )
+        try:
+            await run_sandboxes(
+                stop,
+                orders=args.orders,
+                speed=args.speed,
+                seed=args.seed,
+                shopify_port=args.shopify_port,
+                write_config=args.write_config,
+            )
+        except OSError as exc:
+            from tracker.startup_messages import bind_problem, os_problem
+
+            problem = bind_problem(
+                exc,
+                "127.0.0.1",
+                args.shopify_port,
+                port_setting="--shopify-port",
+                host_setting="the host",
+            )
+            print(f"cannot start: {problem or os_problem(exc)}", file=sys.stderr)
+            return EXIT_RESOURCE
         return EXIT_OK
 
     return run_until_signal(body)
@@ -287,6 +345,21 @@ def _check_config(args: argparse.Namespace) -> int:
     carriers = ", ".join(sorted(config.carriers)) or "none"
     print(f"{where}: OK: {len(config.shops)} shops, carriers: {carriers}, database: {database}")
     return EXIT_OK
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from tracker.completion import script
+
+    sys.stdout.write(script(_parser(), args.shell))
+    return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from tracker.doctor import doctor_command
+
+    return doctor_command(
+        args.config, as_json=args.json, timeout=args.timeout, log_level=args.log_level
+    )
 
 
 def _webhooks(args: argparse.Namespace) -> int:

@@ -22,6 +22,14 @@ class EmbeddedPostgresError(Exception):
     """The embedded server could not be started or stopped."""
 
 
+class DataDirectoryError(EmbeddedPostgresError):
+    """The data directory cannot be created or written (``path`` is the one at fault)."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class EmbeddedPostgres:
     """Start with :meth:`start` (blocking, seconds on first use), stop with :meth:`stop`."""
 
@@ -34,12 +42,19 @@ class EmbeddedPostgres:
         try:
             self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise EmbeddedPostgresError(
-                f"cannot create the database directory {self.data_dir.parent}: {exc.strerror}"
+            raise DataDirectoryError(
+                f"cannot create the database directory {self.data_dir.parent}: {exc.strerror}",
+                self.data_dir.parent,
             ) from None
         if not os.access(self.data_dir.parent, os.W_OK):
-            raise EmbeddedPostgresError(
-                f"database directory {self.data_dir.parent} is not writable"
+            raise DataDirectoryError(
+                f"database directory {self.data_dir.parent} is not writable",
+                self.data_dir.parent,
+            )
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise DataDirectoryError(
+                f"database directory {self.data_dir} exists and is not a directory",
+                self.data_dir,
             )
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, containers): harmless.
