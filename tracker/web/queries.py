@@ -3,12 +3,19 @@
 A page is the ``limit`` rows after (or before) the sort keys of a row of the previous page
 (:mod:`tracker.web.selection`), so page 1,000 costs what page 1 does, and rows inserted
 meanwhile neither repeat nor vanish.
+
+Counts come from ``shipment_counts`` (``migrations/0009_shipment_counts.sql``): shipments
+counted by the columns of every tab and list filter, kept by triggers, so a view without a date,
+last-scan or search filter is counted without reading its shipments. The same counts tell a page
+which urgency ranks its rows can have, so that an index scan reads only those (the delivered
+tab starts at its own rows, not after every other one) and an empty view reads nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 import asyncpg
 
@@ -59,25 +66,47 @@ def _order_by(exprs: list[str], descending: bool) -> str:
     return ", ".join(expr + (" DESC" if descending else "") for expr in exprs)
 
 
+RANK = SORTS["status"].keys[0]
+"""The urgency rank, spelled as ``shipments_by_urgency`` indexes it."""
+MATERIALIZE_BELOW = 100_000
+"""A view this small (see :func:`fetch_page`) is read whole and sorted, rather than found by
+walking the sort's index past every row that does not match: a walk that may pass nearly all
+shipments when the view's rows sit at the far end of that order (the oldest parcels are the
+delivered ones)."""
+WALK = 10_000
+"""Shipments of the sort's index a small view walks before it is read whole instead."""
+
+
 def page_statement(
     where: ShipmentFilter,
     sort: str,
     descending: bool,
     after: Position | None,
     limit: int,
+    *,
+    ranks: list[int] | None = None,
+    materialize: bool = False,
+    walk: int | None = None,
 ) -> tuple[str, list[object]]:
     """SQL and arguments for up to ``limit`` + 1 rows from ``after``, in reading order.
 
     ``descending`` is the direction the reader asked for. Each row carries its sort keys as
     ``k0``, ``k1``, ... (see :func:`position_of`). With ``after.before`` the rows are those
     just before ``after``; the extra row, when there is one, is then the first, else the last.
+    ``ranks``: only rows of these urgency ranks (:func:`rank_plan`); ``materialize``: find
+    the matching rows first and sort them, rather than walk the sort's index; ``walk``: walk no
+    more than this many shipments of the sort's index (the page may then come out short; with
+    ``ranks``, of those ranks: give them only for the urgency sort, whose index starts with them).
     """
     spec = SORTS[sort]
     param = Params()
     conditions = conditions_sql(where, param)
+    ranked = "" if ranks is None else f" AND {RANK} = ANY({param(ranks, 'int[]')})"
+    conditions += ranked
     keys = [*spec.keys, "s.id"]
     reading_desc = descending != spec.reversed
     scan_desc = reading_desc != (after is not None and after.before)
+    bound = ""
     if after is not None:
         bounds = [
             param(value, sql_type)
@@ -86,17 +115,45 @@ def page_statement(
             )
         ]
         operator = "<" if scan_desc else ">"
-        conditions += f" AND ({', '.join(keys)}) {operator} ({', '.join(bounds)})"
+        bound = f" AND ({', '.join(keys)}) {operator} ({', '.join(bounds)})"
     named = ", ".join(f"{expr} AS k{n}" for n, expr in enumerate(spec.keys))
     page_keys = [f"page.k{n}" for n in range(len(spec.keys))] + ["page.id"]
-    sql = f"""
-WITH page AS (
+    if materialize:
+        found_keys = [f"found.k{n}" for n in range(len(spec.keys))] + ["found.id"]
+        page = f"""found AS MATERIALIZED (
     SELECT s.id, {named}
     FROM shipments s
+    WHERE {conditions}{bound}
+), page AS (
+    SELECT * FROM found
+    ORDER BY {_order_by(found_keys, scan_desc)}
+    LIMIT {param(limit + 1, "int")}
+)"""  # noqa: S608 - constant fragments and $n placeholders only
+    elif walk is not None:
+        walked = [f"s.k{n}" for n in range(len(spec.keys))]
+        page = f"""page AS (
+    SELECT s.id, {", ".join(walked)}
+    FROM (
+        SELECT s.*, {named}
+        FROM shipments s
+        WHERE true{ranked}{bound}
+        ORDER BY {_order_by(keys, scan_desc)}
+        LIMIT {param(walk, "int")}
+    ) AS s
     WHERE {conditions}
+    ORDER BY {_order_by([*walked, "s.id"], scan_desc)}
+    LIMIT {param(limit + 1, "int")}
+)"""  # noqa: S608 - constant fragments and $n placeholders only
+    else:
+        page = f"""page AS (
+    SELECT s.id, {named}
+    FROM shipments s
+    WHERE {conditions}{bound}
     ORDER BY {_order_by(keys, scan_desc)}
     LIMIT {param(limit + 1, "int")}
-)
+)"""  # noqa: S608 - constant fragments and $n placeholders only
+    sql = f"""
+WITH {page}
 SELECT {", ".join(page_keys[:-1])},{_COLUMNS}
 FROM page
 JOIN shipments s ON s.id = page.id{_JOINS}
@@ -135,6 +192,49 @@ class Page:
     previous: Position | None
 
 
+@dataclass(frozen=True, slots=True)
+class RankPlan:
+    """The urgency ranks a view's rows can have, and how many shipments have those ranks."""
+
+    ranks: list[int]
+    shipments: int
+
+
+def counted_part(where: ShipmentFilter) -> ShipmentFilter:
+    """``where`` without the filters ``shipment_counts`` cannot answer: shipping dates, last
+    scan and search."""
+    return replace(
+        where, shipped_from=None, shipped_before=None, last_scan_before=None, search=None
+    )
+
+
+_RANKS = f"""
+SELECT {RANK} AS rank,
+       COALESCE(sum(s.n) FILTER (WHERE {{conditions}}), 0)::bigint AS matching,
+       sum(s.n)::bigint AS shipments
+FROM shipment_counts s
+GROUP BY 1
+"""  # noqa: S608 - constant fragments only
+
+
+async def rank_plan(conn: Connection, where: ShipmentFilter) -> RankPlan:
+    """Which ranks can hold rows of ``where`` (by its counted filters), from the counts."""
+    param = Params()
+    sql = _RANKS.format(conditions=conditions_sql(counted_part(where), param))
+    rows = await conn.fetch(sql, *param.values)
+    found = [row for row in rows if row["matching"] > 0]
+    return RankPlan(sorted(row["rank"] for row in found), sum(row["shipments"] for row in found))
+
+
+def _dated(where: ShipmentFilter) -> bool:
+    return where.shipped_from is not None or where.shipped_before is not None
+
+
+_COUNT_UP_TO = """
+SELECT count(*) FROM (SELECT FROM shipments s WHERE {conditions} LIMIT {limit}) AS found
+"""
+
+
 async def fetch_page(
     pool: asyncpg.Pool,
     where: ShipmentFilter,
@@ -142,10 +242,48 @@ async def fetch_page(
     descending: bool,
     after: Position | None,
     limit: int,
+    *,
+    view_rows: int | None = None,
 ) -> Page:
-    """The rows of one page and the positions of the pages beside it (None: there is none)."""
-    sql, args = page_statement(where, sort, descending, after, limit)
-    rows = await pool.fetch(sql, *args)
+    """The rows of one page and the positions of the pages beside it (None: there is none).
+
+    The urgency sort reads only the ranks the view's rows can have. A small view (the ranks its
+    rows can have hold at most :data:`MATERIALIZE_BELOW` shipments, in a sort other than
+    urgency; or it has shipping dates, read by their index, and at most that many rows:
+    ``view_rows`` when the caller counted them) walks the first :data:`WALK` shipments of the
+    sort's index, and is read whole and sorted when they do not fill the page. A big view walks
+    the index. Everything is read in one snapshot, so a shipment changing its rank meanwhile
+    is not missed.
+    """
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        plan = await rank_plan(conn, where)
+        if not plan.ranks:
+            return Page([], None, None)
+        by_rank = sort == "status"
+        small = plan.shipments <= MATERIALIZE_BELOW and not by_rank
+        if not small and _dated(where):
+            if view_rows is None:
+                param = Params()
+                conditions = conditions_sql(where, param)
+                bound = param(MATERIALIZE_BELOW + 1, "int")
+                count = _COUNT_UP_TO.format(conditions=conditions, limit=bound)
+                view_rows = await conn.fetchval(count, *param.values)
+            small = view_rows is not None and view_rows <= MATERIALIZE_BELOW
+        ranks = plan.ranks if by_rank or small else None
+        if small:  # a short walk first: enough when the view's rows are near its start
+            walk_ranks = ranks if by_rank else None  # else a filter, no bound on the walk
+            sql, args = page_statement(
+                where, sort, descending, after, limit, ranks=walk_ranks, walk=WALK
+            )
+            rows = await conn.fetch(sql, *args)
+            if len(rows) <= limit:
+                sql, args = page_statement(
+                    where, sort, descending, after, limit, ranks=ranks, materialize=True
+                )
+                rows = await conn.fetch(sql, *args)
+        else:
+            sql, args = page_statement(where, sort, descending, after, limit, ranks=ranks)
+            rows = await conn.fetch(sql, *args)
     more = len(rows) > limit
     if after is not None and after.before:
         rows = rows[1:] if more else rows
@@ -180,6 +318,27 @@ FROM shipments s
 WHERE {conditions}
 GROUP BY s.shop_id
 """
+# The same from the counts: ``s`` is a group of shipments there, with the columns tabs and
+# counted filters look at, and ``n`` shipments.
+_GROUP_COUNTS = """
+SELECT s.shop_id, {tabs}, (SELECT count(*) FROM shipment_counts) AS deltas
+FROM shipment_counts s
+WHERE {conditions}
+GROUP BY s.shop_id
+"""
+COMPACT_ABOVE = 2000
+"""Rows of ``shipment_counts`` above which a count folds them into one per group."""
+_COMPACT_LOCK = 0x636F756E74  # "count": one compaction at a time, across replicas
+_GROUPS = (
+    "shop_id, status, carrier_state, attention, active, stopped_reason, carrier, retired_reason"
+)
+_COMPACT = f"""
+WITH gone AS (DELETE FROM shipment_counts RETURNING *)
+INSERT INTO shipment_counts ({_GROUPS}, n)
+SELECT {_GROUPS}, sum(n) FROM gone
+GROUP BY {_GROUPS}
+HAVING sum(n) <> 0
+"""  # noqa: S608 - constant
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,27 +350,85 @@ class Counts:
     """Every store by domain (stores without shipments too), in the view's tab."""
 
 
-async def fetch_counts(pool: asyncpg.Pool, where: ShipmentFilter) -> Counts:
-    """One read of the matching shipments: counts per tab and store (the view's store for tabs)."""
+TabRows = dict[int, dict[str, int]]
+"""Shipments per tab, per shop id."""
+LAST_SCAN = SORTS["last_scan"].keys[0]
+"""The last scan, spelled as ``shipments_by_last_scan`` indexes it (NULL: before any time)."""
+
+
+async def _tab_rows(
+    conn: Connection, where: ShipmentFilter, *, grouped: bool, scanned_since: datetime | None = None
+) -> tuple[TabRows, int]:
+    """Per shop, shipments per tab under ``where`` without its tab and store; and the rows of
+    ``shipment_counts`` (``grouped``: read from there, else from ``shipments``, with only those
+    scanned at or after ``scanned_since`` when given)."""
     param = Params()
     conditions = conditions_sql(where, param, tab=False, store=False)
+    if scanned_since is not None:
+        conditions += f" AND {LAST_SCAN} >= epoch_us({param(scanned_since, 'timestamptz')})"
     tabs = ", ".join(
-        f"count(*) FILTER (WHERE {condition}) AS {name}"
+        f"COALESCE(sum(s.n) FILTER (WHERE {condition}), 0)::bigint AS {name}"
+        if grouped
+        else f"count(*) FILTER (WHERE {condition}) AS {name}"
         for name, condition in TAB_CONDITIONS.items()
     )
-    rows = await pool.fetch(_COUNTS.format(tabs=tabs, conditions=conditions), *param.values)
+    query = _GROUP_COUNTS if grouped else _COUNTS
+    rows = await conn.fetch(query.format(tabs=tabs, conditions=conditions), *param.values)
+    deltas = rows[0]["deltas"] if grouped and rows else 0
+    return {row["shop_id"]: {tab: row[tab] for tab in TABS} for row in rows}, deltas
+
+
+async def fetch_counts(pool: asyncpg.Pool, where: ShipmentFilter) -> Counts:
+    """Counts per tab and store (the view's store for tabs) of the matching shipments.
+
+    A view whose filters are all counted in ``shipment_counts`` is read from there. One with a
+    last-scan filter besides is those counts less the shipments with a later scan, found by
+    their index: fewer than the others when the filter asks for parcels quiet for a while. A
+    view with shipping dates or a search is counted from ``shipments``.
+    """
+    counted = counted_part(where)
+    deltas = 0
+    if counted == where:
+        async with pool.acquire() as conn:
+            by_shop, deltas = await _tab_rows(conn, where, grouped=True)
+    elif replace(counted, last_scan_before=where.last_scan_before) == where:
+        async with (
+            pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            by_shop, deltas = await _tab_rows(conn, counted, grouped=True)
+            later, _ = await _tab_rows(
+                conn, counted, grouped=False, scanned_since=where.last_scan_before
+            )
+        for shop_id, tabs in later.items():
+            for tab, n in tabs.items():
+                by_shop.setdefault(shop_id, dict.fromkeys(TABS, 0))[tab] -= n
+    else:
+        async with pool.acquire() as conn:
+            by_shop, _ = await _tab_rows(conn, where, grouped=False)
+    if deltas > COMPACT_ABOVE:
+        await compact_counts(pool)
     shops = {row["id"]: row["domain"] for row in await pool.fetch(SHOPS)}
     stores = dict.fromkeys(sorted(shops.values()), 0)
     totals = dict.fromkeys(TABS, 0)
-    for row in rows:
-        domain = shops.get(row["shop_id"])
+    for shop_id, tabs in by_shop.items():
+        domain = shops.get(shop_id)
         if domain is None:
             continue
-        stores[domain] = row[where.tab]
+        stores[domain] = tabs[where.tab]
         if where.store is None or where.store == domain:
             for tab in TABS:
-                totals[tab] += row[tab]
+                totals[tab] += tabs[tab]
     return Counts(totals, stores)
+
+
+async def compact_counts(pool: asyncpg.Pool) -> bool:
+    """Fold ``shipment_counts`` into one row per group; False if another process is at it."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _COMPACT_LOCK):
+            return False
+        await conn.execute(_COMPACT)
+    return True
 
 
 SHOPS = "SELECT id, domain FROM shops ORDER BY domain"

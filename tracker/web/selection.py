@@ -151,10 +151,13 @@ def conditions_sql(
         found.append(f"s.shop_id = (SELECT id FROM shops WHERE domain = {domain})")  # noqa: S608
     if where.attention:
         found.append(f"s.attention = ANY({param(list(where.attention), 'text[]')})")
+    # Shipping dates as shipments_by_shipped indexes them, so that a range is read from there.
+    shipped = SORTS["shipped"].keys[0]
     if where.shipped_from is not None:
-        found.append(f"s.fulfilled_at >= {param(where.shipped_from, 'timestamptz')}")
+        found.append(f"{shipped} >= epoch_us({param(where.shipped_from, 'timestamptz')})")
     if where.shipped_before is not None:
-        found.append(f"s.fulfilled_at < {param(where.shipped_before, 'timestamptz')}")
+        before = param(where.shipped_before, "timestamptz")
+        found.append(f"s.fulfilled_at IS NOT NULL AND {shipped} < epoch_us({before})")
     if where.last_scan_before is not None:
         cutoff = param(where.last_scan_before, "timestamptz")
         found.append(f"(s.last_scan_at IS NULL OR s.last_scan_at < {cutoff})")

@@ -84,8 +84,16 @@ def headings(view: View) -> dict[str, Heading]:
 async def status_table(request: web.Request) -> web.Response:
     view = view_of(request)
     pool = request.app[POOL]
-    page = await fetch_page(pool, view.where, view.sort, view.descending, view.after, view.limit)
     counts = await fetch_counts(pool, view.where)
+    page = await fetch_page(
+        pool,
+        view.where,
+        view.sort,
+        view.descending,
+        view.after,
+        view.limit,
+        view_rows=counts.tabs[view.where.tab],
+    )
     store_problems, resting_carriers = await fetch_notices(pool)
     after, before = page_cursors(view, page)
     tabs = [
