@@ -412,6 +412,8 @@ def well_formed(
     plain = re.compile(rb"[\x21-\x7e]{1,255}")
     if not all(plain.fullmatch(value.strip(b" \t")) for _, value in required):
         return False
+    if sum(1 for name, _ in extra if name.lower() == b"content-type") > 1:
+        return False  # HTTP allows one; the HTTP parser refuses a second before any handler
     for name, value in extra:
         given = value.strip(b" \t")
         if name == b"Content-Encoding" or not re.fullmatch(rb"[\t\x20-\x7e]*", value):
