@@ -35,6 +35,7 @@ from tracker.engine.pacing import take_slots
 from tracker.engine.policy import PollFacts, decide
 from tracker.engine.release import daily_quota, postpone, release_failed
 from tracker.engine.story import MULTI_PARCEL, lock_multi_parcel, tell_story
+from tracker.text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -336,8 +337,8 @@ async def record_results(
                 event.status.value if event.status else None,
                 event.happened_at,
                 event.time_source,
-                event.carrier_code[:200],
-                event.message[:2000],
+                clean_text(event.carrier_code, 200),
+                clean_text(event.message, 2000),
                 _clip(event.city),
                 _clip(event.province),
                 _clip(event.country),
@@ -408,7 +409,7 @@ async def record_results(
                 newest["happened_at"] if newest else None,
                 latest["last_id"] if latest else None,
                 state,
-                result.message[:1000],
+                clean_text(result.message, 1000),
                 result.estimated_delivery_at,
                 failures,
                 decision.delay,
@@ -427,4 +428,6 @@ async def record_results(
 
 
 def _clip(value: str | None) -> str | None:
-    return value[:200] if value else value
+    """A place name as it may be stored. The built-in parsers clean their text already; a
+    plugin's may hold a NUL, which PostgreSQL refuses (and with it the whole batch)."""
+    return clean_text(value, 200) or None if value else None
