@@ -110,11 +110,15 @@ async def _read_body(request: web.Request) -> bytes:
         raise too_large
     chunks: list[bytes] = []
     size = 0
-    while chunk := await request.content.read(_CHUNK):
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        while chunk := await request.content.read(_CHUNK):
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise too_large
+            chunks.append(chunk)
+    except web.RequestPayloadError:
+        # A body that cannot be read as sent: a Content-Encoding it is not in, cut short.
+        raise _Refused(400, "the body cannot be read as sent (its Content-Encoding?)") from None
     return b"".join(chunks)
 
 
