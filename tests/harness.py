@@ -21,6 +21,17 @@ SHOP = "test-store.myshopify.com"
 TOKEN = "shpat_test_token"
 DHL_KEY = "dhl-test-key"
 
+PARCEL = [Kind.LABEL, Kind.PICKUP, Kind.TRANSIT, Kind.OUT_FOR_DELIVERY, Kind.DELIVERED]
+"""A parcel's whole journey, scan by scan."""
+SHOPIFY_STATUS = {
+    Kind.LABEL: "LABEL_PURCHASED",
+    Kind.PICKUP: "CARRIER_PICKED_UP",
+    Kind.TRANSIT: "IN_TRANSIT",
+    Kind.OUT_FOR_DELIVERY: "OUT_FOR_DELIVERY",
+    Kind.DELIVERED: "DELIVERED",
+}
+"""The fulfillment event status DHL's sandbox scans of each kind become on Shopify."""
+
 
 @dataclass
 class Stack:

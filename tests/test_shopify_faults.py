@@ -19,18 +19,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from carriers.sandbox_base import Kind, Timeline
-from tests.harness import Stack, eventually, start_stack, timeline
+from carriers.sandbox_base import Timeline
+from tests.harness import PARCEL, SHOPIFY_STATUS, Stack, eventually, start_stack, timeline
 from tracker.engine.daemon import Daemon
 
-PARCEL = [Kind.LABEL, Kind.PICKUP, Kind.TRANSIT, Kind.OUT_FOR_DELIVERY, Kind.DELIVERED]
-SHOPIFY_STATUS = {
-    Kind.LABEL: "LABEL_PURCHASED",
-    Kind.PICKUP: "CARRIER_PICKED_UP",
-    Kind.TRANSIT: "IN_TRANSIT",
-    Kind.OUT_FOR_DELIVERY: "OUT_FOR_DELIVERY",
-    Kind.DELIVERED: "DELIVERED",
-}
 FAST_POLLS = {
     "in_transit_every": "0.5s",
     "pre_transit_every": "0.5s",
