@@ -52,6 +52,8 @@ from bench.procstat import (
     server_cpu_seconds,
 )
 from bench.sweep_world import HOURS_PER_SWEEP, WorldSpec, default_mix, run_world
+from tracker.loop import loop_name
+from tracker.loop import run as run_loop
 
 MIB = 1024 * 1024
 FAST_RATE = 1_000_000.0
@@ -395,9 +397,11 @@ def main() -> int:
         database_url, name, version = asyncio.run(create_database(server_url))
         spec = WorldSpec(args.shipments, mix, args.sweeps, args.latency_ms, database_url)
         child, ready = start_child(spec, deadline)
-        result = asyncio.run(sweeps(args, database_url, ready["carriers"], child, deadline))
+        # On the event loop `tracker run` uses (tracker/loop.py: uvloop where installed).
+        result = run_loop(sweeps(args, database_url, ready["carriers"], child, deadline))
         result["seed_seconds"] = ready["seed_seconds"]
         result["postgres"] = version
+        result["event_loop"] = loop_name()
     finally:
         if child is not None:
             child.stop()

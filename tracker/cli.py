@@ -22,6 +22,7 @@ from tracker.config import Config, ConfigError, load_config
 from tracker.db.embedded import DataDirectoryError, EmbeddedPostgresError
 from tracker.db.migrations import MigrationError
 from tracker.db.pool import DatabaseUnavailable
+from tracker.loop import run as run_loop
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -242,7 +243,7 @@ def run_until_signal(main_coro: Callable[[asyncio.Event], Coroutine[Any, Any, in
             loop.add_signal_handler(sig, stop.set)
         return await main_coro(stop)
 
-    return asyncio.run(runner())
+    return run_loop(runner())
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -321,7 +322,7 @@ def _migrate(args: argparse.Namespace) -> int:
         ):
             return await migrate(conn)
 
-    applied = asyncio.run(body())
+    applied = run_loop(body())
     print(
         f"applied {len(applied)} migrations: {', '.join(applied)}"
         if applied
@@ -400,7 +401,7 @@ def _track(args: argparse.Namespace) -> int:
         print(f"tracker track: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        result = asyncio.run(track_one(args.number, carrier, config))
+        result = run_loop(track_one(args.number, carrier, config))
     except CarrierAuthError as exc:
         print(f"{carrier} refused the credentials: {exc}", file=sys.stderr)
         return EXIT_CARRIER_DOWN

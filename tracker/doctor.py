@@ -36,6 +36,7 @@ from tracker.doctor_checks.database import DatabaseReport, check_database
 from tracker.doctor_checks.stores import check_store
 from tracker.doctor_checks.web import check_web
 from tracker.logs import configure_logging, redact, secret_values
+from tracker.loop import run as run_loop
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -154,7 +155,7 @@ def doctor_command(
     secrets = secret_values(config)
     # The checks say what went wrong; log lines (retries, refusals) only with --log-level.
     configure_logging(log_level or "CRITICAL", json_lines=config.log.json_lines, secrets=secrets)
-    checks = asyncio.run(diagnose(config, timeout=timeout))
+    checks = run_loop(diagnose(config, timeout=timeout))
     print(render(checks, as_json=as_json, secrets=secrets))
     sys.stdout.flush()
     return EXIT_FAILED if any(check.verdict is Verdict.FAIL for check in checks) else EXIT_OK

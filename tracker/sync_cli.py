@@ -13,7 +13,6 @@ configuration; 3 the database, as for every command.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
@@ -105,9 +104,11 @@ def run_sync(args: argparse.Namespace) -> int:
     if not shops:
         print("tracker sync: no shops in the configuration", file=sys.stderr)
         return EXIT_UNKNOWN_SHOP
+    from tracker.loop import run as run_loop
+
     printer = ProgressPrinter(sys.stdout)
     try:
-        return asyncio.run(_sync(config, shops, full=args.full, printer=printer))
+        return run_loop(_sync(config, shops, full=args.full, printer=printer))
     except KeyboardInterrupt:
         hint = " (run `tracker sync --full` again to go on waiting)" if args.full else ""
         printer.line(f"tracker sync: interrupted{hint}", sys.stderr)

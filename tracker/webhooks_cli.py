@@ -7,7 +7,6 @@ registered, 1 when one failed, 2 when the configuration has no ``web.public_url`
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import aiohttp
 
 from tracker.config import Config, load_config
 from tracker.logs import configure_logging, secret_values
+from tracker.loop import run as run_loop
 from tracker.shopify.client import ShopifyClient
 from tracker.shopify.subscriptions import TopicRegistration, callback_url, register_webhooks
 
@@ -52,7 +52,7 @@ def register_command(config_path: Path | None, log_level: str | None) -> int:
         return EXIT_CONFIG
     url = callback_url(config.web.public_url)
     print(f"Webhook URL: {url}")
-    results = asyncio.run(register_all(config, url))
+    results = run_loop(register_all(config, url))
     failed = False
     for domain, registrations in results.items():
         for registration in registrations:
