@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
 import math
@@ -34,6 +35,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
 import aiohttp
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from tenacity import (
     AsyncRetrying,
@@ -254,37 +256,55 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-def _wait(state: RetryCallState) -> float:
-    """Retry-After when the carrier gave one, else 0.5 s, 1 s, 2 s, ... (capped)."""
-    exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, _Retryable) and exc.retry_after is not None:
-        return min(exc.retry_after, MAX_RETRY_WAIT)
-    return float(min(0.5 * 2 ** (state.attempt_number - 1), MAX_RETRY_WAIT))
+def _pause_before_try(attempt: int, failure: _Retryable) -> float:
+    """Before try ``attempt`` (2, 3, ...): the carrier's Retry-After, else 0.5 s, 1 s, 2 s, ..."""
+    if failure.retry_after is not None:
+        return min(failure.retry_after, MAX_RETRY_WAIT)
+    return float(min(0.5 * 2 ** (attempt - 2), MAX_RETRY_WAIT))
 
 
-def _asked_to_wait_long(state: RetryCallState) -> bool:
-    """Stop retrying when the carrier asked for a longer pause than we wait in process."""
-    exc = state.outcome.exception() if state.outcome else None
+def _asked_to_wait_long(failure: BaseException | None) -> bool:
+    """The carrier asked for a longer pause than we wait in process: no more tries."""
     return (
-        isinstance(exc, _Retryable)
-        and exc.retry_after is not None
-        and exc.retry_after > MAX_RETRY_WAIT
+        isinstance(failure, _Retryable)
+        and failure.retry_after is not None
+        and failure.retry_after > MAX_RETRY_WAIT
     )
 
 
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    log.info("carrier request failed (attempt %d), retrying: %s", state.attempt_number, exc)
-
-
-@dataclass(frozen=True, slots=True)
 class JsonResponse:
-    """A carrier answer that is not a transport failure: any status, body parsed if JSON."""
+    """A carrier answer that is not a transport failure: any status, body parsed if JSON.
 
-    status: int
-    body: Any
-    headers: Mapping[str, str]
-    text: str
+    ``text`` is the body as text, decoded when first asked for (only error messages need it).
+    """
+
+    __slots__ = ("_encoding", "_raw", "_text", "body", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: Any,
+        headers: Mapping[str, str],
+        text: str | None = None,
+        *,
+        raw: bytes = b"",
+        encoding: str = "utf-8",
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers
+        self._text = text
+        self._raw = raw
+        self._encoding = encoding
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = self._raw.decode(self._encoding, errors="replace")
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"JsonResponse(status={self.status}, text={self.text[:80]!r})"
 
 
 async def request_json(
@@ -313,92 +333,155 @@ async def request_json(
     Error messages name the request without its query string and without the values of
     credentials (headers, parameters or form fields named like a key, token, secret or
     password), and quote an HTML page by its title.
+
+    The first try is sent straight away; tenacity runs the retries, so the common case (one
+    answer, first time) costs no retry machinery.
     """
-    secrets = secret_values(headers, params, data, json_body)
+    request = _Request(session, method, url, timeout, headers, params, json_body, data, limiter)
+    try:
+        await limiter.acquire()
+        return await request.send()
+    except _Retryable as first:
+        if max_attempts <= 1 or _asked_to_wait_long(first):
+            raise CarrierUnavailable(str(first), retry_after=first.retry_after) from first
+        failure = first
+    log.info("carrier request failed (attempt 1), retrying: %s", failure)
     retrying = AsyncRetrying(
-        stop=lambda state: state.attempt_number >= max_attempts or _asked_to_wait_long(state),
-        wait=_wait,
+        stop=lambda state: (
+            state.attempt_number + 1 >= max_attempts
+            or _asked_to_wait_long(state.outcome.exception() if state.outcome else None)
+        ),
+        wait=lambda state: _pause_before_try(state.attempt_number + 2, _failure_of(state)),
         retry=retry_if_exception_type(_Retryable),
-        before_sleep=_log_retry,
+        before_sleep=lambda state: log.info(
+            "carrier request failed (attempt %d), retrying: %s",
+            state.attempt_number + 1,
+            _failure_of(state),
+        ),
         reraise=True,
     )
+    await asyncio.sleep(_pause_before_try(2, failure))
     try:
         async for attempt in retrying:
             with attempt:
                 await limiter.acquire()
-                return await _send_once(
-                    session,
-                    method,
-                    url,
-                    timeout=timeout,
-                    headers=headers,
-                    params=params,
-                    json_body=json_body,
-                    data=data,
-                    limiter=limiter,
-                    secrets=secrets,
-                )
+                return await request.send()
     except _Retryable as exc:
         raise CarrierUnavailable(str(exc), retry_after=exc.retry_after) from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def _send_once(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    *,
-    timeout: float,
-    headers: Mapping[str, str] | None,
-    params: Mapping[str, str] | None,
-    json_body: Any,
-    data: Mapping[str, str] | None,
-    limiter: RateLimiter,
-    secrets: Sequence[str],
-) -> JsonResponse:
-    where = f"{method} {without_query(url)}"
-    try:
-        async with session.request(
-            method,
-            url,
-            headers=headers,
-            params=params,
-            json=json_body,
-            data=data,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as response:
-            text = await response.text(errors="replace")
-            status = response.status
-            response_headers = dict(response.headers)
-    except TimeoutError as exc:
-        raise _Retryable(f"{where}: timed out after {timeout:g} s", None) from exc
-    except aiohttp.ClientError as exc:
-        problem = redact(transport_problem(exc), secrets)
-        raise _Retryable(f"{where}: {problem}", None) from exc
-
-    if status in (408, 429) or status >= 500:
-        retry_after = parse_retry_after(response_headers.get("Retry-After"))
-        if retry_after is not None:
-            limiter.defer(retry_after)
-        detail = redact(readable_snippet(text), secrets) or "no detail"
-        raise _Retryable(f"{where}: HTTP {status}: {detail}", retry_after)
-    body, readable = _json_or_none(text)
-    content_type = response_headers.get("Content-Type", "").lower()
-    if 200 <= status < 300 and not readable and text.strip() and "json" not in content_type:
-        detail = redact(readable_snippet(text), secrets)
-        kind = content_type.split(";")[0].strip() or "no content type"
-        raise _Retryable(f"{where}: HTTP {status} with {kind}, not JSON: {detail}", None)
-    return JsonResponse(status, body, response_headers, text)
+def _failure_of(state: RetryCallState) -> _Retryable:
+    exc = state.outcome.exception() if state.outcome else None
+    assert isinstance(exc, _Retryable)  # retry_if_exception_type(_Retryable)
+    return exc
 
 
-def _json_or_none(text: str) -> tuple[Any, bool]:
-    """``(parsed body, True)``, or ``(None, False)`` for a body that is not JSON."""
-    if not text:
+@functools.lru_cache(maxsize=64)
+def _client_timeout(total: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total)
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One carrier request, sent once per try by :func:`request_json`."""
+
+    session: aiohttp.ClientSession
+    method: str
+    url: str
+    timeout: float
+    headers: Mapping[str, str] | None
+    params: Mapping[str, str] | None
+    json_body: Any
+    data: Mapping[str, str] | None
+    limiter: RateLimiter
+
+    def where(self) -> str:
+        """The request for messages: method and URL without its query."""
+        return f"{self.method} {without_query(self.url)}"
+
+    def redact(self, message: str) -> str:
+        """``message`` without the values of this request's credentials."""
+        return redact(message, secret_values(self.headers, self.params, self.data, self.json_body))
+
+    async def send(self) -> JsonResponse:
+        try:
+            async with self.session.request(
+                self.method,
+                self.url,
+                headers=self.headers,
+                params=self.params,
+                json=self.json_body,
+                data=self.data,
+                timeout=_client_timeout(self.timeout),
+            ) as response:
+                raw = await response.read()
+                status = response.status
+                response_headers = response.headers
+                encoding = response.get_encoding() if raw else "utf-8"
+        except TimeoutError as exc:
+            raise _Retryable(f"{self.where()}: timed out after {self.timeout:g} s", None) from exc
+        except aiohttp.ClientError as exc:
+            raise _Retryable(
+                f"{self.where()}: {self.redact(transport_problem(exc))}", None
+            ) from exc
+
+        if status in (408, 429) or status >= 500:
+            retry_after = parse_retry_after(response_headers.get("Retry-After"))
+            if retry_after is not None:
+                self.limiter.defer(retry_after)
+            text = raw.decode(encoding, errors="replace")
+            detail = self.redact(readable_snippet(text)) or "no detail"
+            raise _Retryable(f"{self.where()}: HTTP {status}: {detail}", retry_after)
+        body, readable = _json_or_none(raw, encoding)
+        answer = JsonResponse(status, body, response_headers, raw=raw, encoding=encoding)
+        if 200 <= status < 300 and not readable and raw.strip():
+            content_type = response_headers.get("Content-Type", "").lower()
+            if "json" not in content_type:
+                detail = self.redact(readable_snippet(answer.text))
+                kind = content_type.split(";")[0].strip() or "no content type"
+                raise _Retryable(
+                    f"{self.where()}: HTTP {status} with {kind}, not JSON: {detail}", None
+                )
+        return answer
+
+
+def _json_or_none(raw: bytes, encoding: str = "utf-8") -> tuple[Any, bool]:
+    """``(parsed body, True)``, or ``(None, False)`` for a body that is not JSON.
+
+    orjson reads UTF-8 bodies; anything it refuses (another charset, a lone surrogate escape,
+    NaN) is read again by the standard library, so a body counts as JSON exactly when
+    :func:`json.loads` would take it, and reads the same. orjson would read an integer wider than
+    64 bits as a float (a 22-digit tracking number sent as a JSON number would lose digits), so a
+    body that may hold one goes to the standard library too.
+    """
+    if not raw:
         return None, False
+    if encoding.lower().replace("_", "-") in _UTF8 and not _may_hold_wide_integer(raw):
+        try:
+            return orjson.loads(raw), True
+        except orjson.JSONDecodeError:
+            pass
     try:
-        return json.loads(text), True
+        return json.loads(raw.decode(encoding, errors="replace")), True
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return None, False
+
+
+_UTF8 = frozenset({"utf-8", "utf8"})
+_NUMBER_SHAPES = bytes(
+    ord("d") if chr(c).isdigit() and c < 128 else ord("p") if chr(c) in ":[," else ord("x")
+    for c in range(256)
+)
+_WIDE_NUMBER = b"p" + b"d" * 19
+
+
+def _may_hold_wide_integer(raw: bytes) -> bool:
+    """Whether a JSON number of 19 or more digits may start in ``raw``: digits right after
+    ``:``, ``[`` or ``,`` (whitespace and signs between ignored). Some strings match too
+    ("Ref: 12345..."); those bodies are only read more slowly. A regular expression takes ten
+    times as long as orjson takes to read the whole body; this takes less."""
+    return _WIDE_NUMBER in (b":" + raw).translate(_NUMBER_SHAPES, b" \t\r\n-")
 
 
 def require_json_object(response: JsonResponse, what: str) -> dict[str, Any]:
