@@ -160,6 +160,12 @@ async def test_delivered_shipments_get_one_confirming_poll_then_stop(
         assert timedelta(hours=23) < row["wait"] <= timedelta(hours=24)
         await pool.execute("UPDATE shipments SET next_poll_at = now()")  # a day later
         await daemon.poll_sweep()
+
+        async def confirmed() -> bool:
+            return bool(await pool.fetchval("SELECT final_confirmed FROM shipments"))
+
+        # The daemon's own scheduled sweep may have taken the confirming poll: wait for it.
+        await eventually(confirmed, what="the confirming poll stored")
         polls = len([r for r in stack.dhl.requests if number in r.numbers])
         for _ in range(3):  # several more sweeps: no more polls
             await daemon.poll_sweep()

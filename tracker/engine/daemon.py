@@ -31,6 +31,7 @@ from tracker.config import Config
 from tracker.engine.attention import refresh_attention
 from tracker.engine.pacing import forget_old_windows
 from tracker.engine.poller import poll_due
+from tracker.engine.recorder import Recorder
 from tracker.logs import log_context
 from tracker.metrics import Metrics, MetricsSource, timed
 from tracker.shopify.client import ShopifyAuthError, ShopifyClient, ShopifyError
@@ -56,6 +57,9 @@ DATABASE_DOWN = (
 """What a job meets when PostgreSQL is away: it stops, and its next run tries again."""
 DATABASE_DOWN_REMINDER_SECONDS = 60.0
 WEBHOOK_INTERVAL_SECONDS = 2.0
+RECORDER_GRACE_SECONDS = 2.0
+"""On stop, how long results already received may take to be stored before the daemon goes on
+without them (they are polled again when their claims expire)."""
 
 
 def new_worker_id() -> str:
@@ -81,6 +85,7 @@ class Daemon:
     _registration: asyncio.Task[None] | None = None
     _jobs: set[asyncio.Task[None]] = field(default_factory=set)
     _in_flight: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    _recorder: Recorder | None = None
     _stopping: bool = False
     _database_down_since: float | None = None
     _database_told_at: float = 0.0
@@ -262,6 +267,8 @@ class Daemon:
         ``polling.requests_in_flight`` requests to one carrier at a time.
         """
         polling = self.config.polling
+        if self._recorder is None:
+            self._recorder = Recorder(self.pool, polling, self.config.writeback)
         for code in self._adapters:
             if code not in self._in_flight:
                 self._in_flight[code] = asyncio.Semaphore(polling.requests_in_flight)
@@ -278,6 +285,7 @@ class Daemon:
                 self.worker,
                 self.config.carriers,
                 self._in_flight,
+                self._recorder,
             )
             self.metrics.polled(report)
             if report.claimed:
@@ -393,6 +401,9 @@ class Daemon:
                 await asyncio.wait(late, timeout=2)
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        if self._recorder is not None:  # results already in hand: store them if we can
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._recorder.close(), timeout=RECORDER_GRACE_SECONDS)
         try:
             await self.pool.execute(
                 "UPDATE shipments SET lease_owner = NULL, lease_until = NULL"

@@ -1,0 +1,171 @@
+"""The Recorder: results of concurrent callers stored together, each still its own.
+
+Answers arrive one request at a time from every carrier and claim loop; the recorder stores
+what was handed over meanwhile in one transaction. These tests hold it to what that must not
+cost: a shipment gets its own carrier's answer even when another carrier uses the same number,
+a caller cancelled mid-flush does not lose the others' results (or its own), a failed flush
+reaches every caller it held, and many handovers share a transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from carriers.base import Outcome, TrackResult
+from tests.harness import SHOP, start_stack
+from tracker.config import PollingConfig, WritebackConfig
+from tracker.domain import Status, TrackingEvent
+from tracker.engine import recorder as recorder_module
+from tracker.engine.claims import ClaimedShipment, claim_due
+from tracker.engine.recorder import Recorder
+from tracker.shopify.sync import ensure_shops
+
+WORKER = "recorder-test"
+
+
+async def seed(pool: asyncpg.Pool, rows: list[tuple[str, str]]) -> list[ClaimedShipment]:
+    """Shipments (carrier, number), one fulfillment each, claimed by WORKER."""
+    stack = await start_stack()
+    try:
+        shop = (await ensure_shops(pool, stack.config("postgresql://unused").shops))[SHOP]
+    finally:
+        await stack.close()
+    for n, (carrier, number) in enumerate(rows):
+        await pool.execute(
+            """
+            INSERT INTO shipments (shop_id, order_id, order_name, fulfillment_id,
+                                   tracking_number, carrier)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            """,
+            shop.id,
+            f"gid://shopify/Order/7{n}",
+            f"#7{n}",
+            f"gid://shopify/Fulfillment/7{n}",
+            number,
+            carrier,
+        )
+    carriers = sorted({carrier for carrier, _ in rows})
+    claimed = await claim_due(pool, WORKER, timedelta(minutes=5), len(rows), carriers)
+    assert len(claimed) == len(rows)
+    return sorted(claimed, key=lambda s: s.id)
+
+
+def found(number: str, status: Status, hours_ago: float = 1.0) -> TrackResult:
+    at = datetime.now(UTC) - timedelta(hours=hours_ago)
+    event = TrackingEvent(at, status, carrier_code=status.name, message=status.value)
+    return TrackResult(number, Outcome.FOUND, events=(event,))
+
+
+def recorder_for(pool: asyncpg.Pool) -> Recorder:
+    return Recorder(pool, PollingConfig(), WritebackConfig())
+
+
+async def stored(pool: asyncpg.Pool) -> dict[int, Any]:
+    rows = await pool.fetch(
+        "SELECT id, carrier, status, lease_owner, carrier_state FROM shipments ORDER BY id"
+    )
+    return {r["id"]: r for r in rows}
+
+
+async def test_two_carriers_with_the_same_number_each_get_their_own_answer(pool):
+    dhl, ups = await seed(pool, [("dhl", "SAME0001"), ("ups", "SAME0001")])
+    recorder = recorder_for(pool)
+    counts = await asyncio.gather(
+        recorder.record(WORKER, [dhl], {"SAME0001": found("SAME0001", Status.DELIVERED)}),
+        recorder.record(WORKER, [ups], {"SAME0001": found("SAME0001", Status.IN_TRANSIT)}),
+    )
+    assert counts == [1, 1]
+    rows = await stored(pool)
+    assert rows[dhl.id]["status"] == "delivered"
+    assert rows[ups.id]["status"] == "in_transit"
+    events = await pool.fetch("SELECT shipment_id, status FROM tracking_events ORDER BY id")
+    assert {(e["shipment_id"], e["status"]) for e in events} == {
+        (dhl.id, "delivered"),
+        (ups.id, "in_transit"),
+    }
+
+
+async def test_handovers_made_meanwhile_share_a_transaction(pool, monkeypatch):
+    shipments = await seed(pool, [("dhl", f"JD{n:08d}") for n in range(20)])
+    flushes: list[int] = []
+    original = recorder_module.record_results
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        flushes.append(len(args[2]))
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(recorder_module, "record_results", counted)
+    recorder = recorder_for(pool)
+    counts = await asyncio.gather(
+        *(
+            recorder.record(
+                WORKER, [s], {s.tracking_number: found(s.tracking_number, Status.IN_TRANSIT)}
+            )
+            for s in shipments
+        )
+    )
+    assert counts == [1] * 20
+    assert sum(flushes) == 20
+    assert len(flushes) <= 2, f"20 handovers took {len(flushes)} transactions"
+    rows = await stored(pool)
+    assert all(r["status"] == "in_transit" and r["lease_owner"] is None for r in rows.values())
+
+
+async def test_a_caller_cancelled_mid_flush_loses_nothing(pool):
+    first, second = await seed(pool, [("dhl", "JD00000001"), ("dhl", "JD00000002")])
+    recorder = recorder_for(pool)
+    one = asyncio.ensure_future(
+        recorder.record(WORKER, [first], {"JD00000001": found("JD00000001", Status.DELIVERED)})
+    )
+    two = asyncio.ensure_future(
+        recorder.record(WORKER, [second], {"JD00000002": found("JD00000002", Status.DELIVERED)})
+    )
+    await asyncio.sleep(0)  # both handed over, the flush under way
+    one.cancel()
+    assert await two == 1
+    with pytest.raises(asyncio.CancelledError):
+        await one
+    await recorder.close()
+    rows = await stored(pool)
+    assert rows[first.id]["status"] == "delivered", "the cancelled caller's result was stored"
+    assert rows[second.id]["status"] == "delivered"
+
+
+async def test_a_failed_flush_reaches_every_caller_it_held(pool, database_url):
+    first, second = await seed(pool, [("dhl", "JD00000003"), ("dhl", "JD00000004")])
+    closed = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    await closed.close()
+    recorder = Recorder(closed, PollingConfig(), WritebackConfig())
+    outcomes = await asyncio.gather(
+        recorder.record(WORKER, [first], {"JD00000003": found("JD00000003", Status.DELIVERED)}),
+        recorder.record(WORKER, [second], {"JD00000004": found("JD00000004", Status.DELIVERED)}),
+        return_exceptions=True,
+    )
+    assert all(isinstance(o, asyncpg.InterfaceError) for o in outcomes), outcomes
+    rows = await stored(pool)
+    assert rows[first.id]["lease_owner"] == WORKER, "nothing was stored; the claim stands"
+    # The same recorder works again once the database does.
+    recorder._pool = pool
+    assert (
+        await recorder.record(
+            WORKER, [first], {"JD00000003": found("JD00000003", Status.DELIVERED)}
+        )
+        == 1
+    )
+
+
+async def test_results_of_a_claim_taken_over_are_not_stored(pool):
+    (shipment,) = await seed(pool, [("dhl", "JD00000005")])
+    await pool.execute(
+        "UPDATE shipments SET lease_owner = 'someone-else' WHERE id = $1", shipment.id
+    )
+    recorder = recorder_for(pool)
+    await recorder.record(WORKER, [shipment], {"JD00000005": found("JD00000005", Status.DELIVERED)})
+    rows = await stored(pool)
+    assert rows[shipment.id]["status"] is None
+    assert rows[shipment.id]["lease_owner"] == "someone-else"
