@@ -159,6 +159,9 @@ async def _poll_carrier(
         # Requests go out as pacing slots come; answers are stored as they arrive, together
         # when they arrive together, so a slow request never holds back the others' results.
         sent: dict[asyncio.Task[Answer], list[ClaimedShipment]] = {}
+        # Finished requests queue up here (asyncio.wait would re-register on every pending
+        # request each time one finishes: quadratic in the requests in flight).
+        finished: asyncio.Queue[asyncio.Task[Answer]] = asyncio.Queue()
         waiting = group
         slot_deadline = time.monotonic() + MAX_SLOT_WAIT_SECONDS
         try:
@@ -177,14 +180,15 @@ async def _poll_carrier(
                         await postpone(pool, worker, later, datetime.now(UTC) + RATE_RETRY)
                         waiting = []
                     for batch in waiting[:slots]:
-                        sent[asyncio.create_task(ask(batch))] = batch
+                        task = asyncio.create_task(ask(batch))
+                        task.add_done_callback(finished.put_nowait)
+                        sent[task] = batch
                     waiting = waiting[slots:]
-                if waiting:
-                    done = {task for task in sent if task.done()}
-                elif sent:
-                    done, _ = await asyncio.wait(sent, return_when=asyncio.FIRST_COMPLETED)
-                else:
-                    break
+                if not sent:
+                    continue  # nothing in flight: ask for slots again (or end, if none wait)
+                done = [] if waiting else [await finished.get()]
+                while not finished.empty():
+                    done.append(finished.get_nowait())
                 if done:
                     await store({task: sent.pop(task) for task in done})
         finally:
