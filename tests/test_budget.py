@@ -36,6 +36,19 @@ async def test_partial_reservations_take_what_is_left_and_never_more(pool):
     assert not await reserve(pool, "usps", 31, 30)  # all or nothing
 
 
+async def test_a_quota_lowered_below_what_was_used_grants_nothing_and_takes_nothing(pool):
+    assert await reserve_up_to(pool, "dhl", 10, 30) == 10
+    # Another replica runs with a smaller quota now (or the configuration changed).
+    assert await reserve_up_to(pool, "dhl", 3, 5) == 0
+    assert not await reserve(pool, "dhl", 1, 5)
+    assert not await reserve(pool, "dhl", 0, 5)
+    assert await pool.fetchval("SELECT used FROM carrier_budgets WHERE carrier = 'dhl'") == 10
+    assert await reserve(pool, "dhl", 0, 30)
+    assert await reserve(pool, "dhl", 20, 30)
+    assert not await reserve(pool, "dhl", 1, 30)
+    assert await pool.fetchval("SELECT used FROM carrier_budgets WHERE carrier = 'dhl'") == 30
+
+
 def test_budgets_renew_at_midnight_utc():
     assert next_budget_day(datetime(2026, 11, 27, 23, 59, tzinfo=UTC)) == datetime(
         2026, 11, 28, tzinfo=UTC

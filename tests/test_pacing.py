@@ -47,3 +47,11 @@ async def test_slots_for_many_requests_are_granted_as_far_as_the_window_allows(p
 async def test_no_slot_within_the_wait_gives_zero(pool):
     assert await take_slots(pool, "usps", 1 / 3600, 1) == 1  # the hour's only request
     assert await take_slots(pool, "usps", 1 / 3600, 1, max_wait=0.05) == 0
+
+
+async def test_a_full_window_grants_nothing_and_counts_nothing_more(pool):
+    hourly = 2 / 3600  # two requests an hour: one window of 1,800 seconds allows one
+    assert await take_slots(pool, "postnord", hourly, 3) == 1
+    assert await take_slots(pool, "postnord", hourly, 2, max_wait=0) == 0
+    rows = await pool.fetch("SELECT used FROM carrier_windows WHERE carrier = 'postnord'")
+    assert [r["used"] for r in rows] == [1]

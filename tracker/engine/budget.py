@@ -11,16 +11,25 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-# Locks the day's row (creating it at 0) and returns what is used so far: a no-op update is
-# what makes ON CONFLICT lock the row and hand back its current value.
-_LOCK_DAY = """
-INSERT INTO carrier_budgets AS b (carrier, day, used)
-VALUES ($1, (now() AT TIME ZONE 'UTC')::date, 0)
-ON CONFLICT (carrier, day) DO UPDATE SET used = b.used
-RETURNING used
+# One statement each: the upsert creates or locks the day's row, works the grant out from the
+# row as it was (concurrent reservations wait for the row and see what the one before took) and
+# keeps it in ``granted`` to return it. The lock lasts no longer than the statement.
+_RESERVE_UP_TO = """
+INSERT INTO carrier_budgets AS b (carrier, day, used, granted)
+VALUES ($1, (now() AT TIME ZONE 'UTC')::date, LEAST($2::int, $3::int), LEAST($2::int, $3::int))
+ON CONFLICT (carrier, day) DO UPDATE
+SET used = b.used + LEAST($2::int, GREATEST(0, $3::int - b.used)),
+    granted = LEAST($2::int, GREATEST(0, $3::int - b.used))
+RETURNING granted
 """
-_SET_DAY = """
-UPDATE carrier_budgets SET used = $2 WHERE carrier = $1 AND day = (now() AT TIME ZONE 'UTC')::date
+# All or nothing; called with $2 <= $3 only.
+_RESERVE = """
+INSERT INTO carrier_budgets AS b (carrier, day, used, granted)
+VALUES ($1, (now() AT TIME ZONE 'UTC')::date, $2::int, $2::int)
+ON CONFLICT (carrier, day) DO UPDATE
+SET used = b.used + CASE WHEN b.used + $2::int <= $3::int THEN $2::int ELSE 0 END,
+    granted = CASE WHEN b.used + $2::int <= $3::int THEN $2::int ELSE 0 END
+RETURNING granted = $2::int AND used <= $3::int
 """
 
 
@@ -30,15 +39,11 @@ async def reserve_up_to(
     """Take up to ``requests`` from today's budget; returns how many were granted (0..requests).
 
     Never passes ``per_day``, however many workers reserve at once: the day's row is locked
-    for the few microseconds between reading and writing it.
+    for the one statement that reads and writes it.
     """
     if per_day is None or requests <= 0:
         return max(0, requests)
-    async with pool.acquire() as conn, conn.transaction():
-        used: int = await conn.fetchval(_LOCK_DAY, carrier)
-        granted = max(0, min(requests, per_day - used))
-        if granted:
-            await conn.execute(_SET_DAY, carrier, used + granted)
+    granted: int = await pool.fetchval(_RESERVE_UP_TO, carrier, requests, per_day)
     return granted
 
 
@@ -48,12 +53,8 @@ async def reserve(pool: asyncpg.Pool, carrier: str, requests: int, per_day: int 
         return True
     if requests > per_day:
         return False
-    async with pool.acquire() as conn, conn.transaction():
-        used: int = await conn.fetchval(_LOCK_DAY, carrier)
-        if used + requests > per_day:
-            return False
-        await conn.execute(_SET_DAY, carrier, used + requests)
-    return True
+    taken: bool = await pool.fetchval(_RESERVE, carrier, requests, per_day)
+    return taken
 
 
 def next_budget_day(now: datetime | None = None) -> datetime:

@@ -14,16 +14,21 @@ import asyncpg
 
 from tracker.domain import Status
 
+# The due rows are found and locked first (the ARRAY is computed once), then updated through
+# the primary key; an ``id IN (subquery)`` was planned as a hash join over a scan of the whole
+# table, a cost that grew with every shipment there is. A claim sets only the lease, which no
+# index holds, so it is updated in place on its page (migrations/0010_poll_path_writes.sql):
+# keep lease columns out of every index.
 CLAIM_DUE = """
 UPDATE shipments SET lease_owner = $1, lease_until = now() + $2::interval
-WHERE id IN (
+WHERE id = ANY(ARRAY(
     SELECT id FROM shipments
     WHERE active AND next_poll_at <= now() AND carrier = ANY($4::text[])
       AND (lease_until IS NULL OR lease_until < now())
     ORDER BY poll_priority, next_poll_at
     LIMIT $3
     FOR UPDATE SKIP LOCKED
-)
+))
 RETURNING id, carrier, tracking_number, poll_failures, status, not_found_since,
           estimated_delivery_at
 """

@@ -15,13 +15,17 @@ import time
 
 import asyncpg
 
-# Locks the window's row (creating it at 0) and returns what is used so far.
-_LOCK_WINDOW = """
-INSERT INTO carrier_windows AS w (carrier, window_start, used) VALUES ($1, $2, 0)
-ON CONFLICT (carrier, window_start) DO UPDATE SET used = w.used
-RETURNING used
+# One statement: the upsert creates or locks the window's row, works the grant out from the row
+# as it was (a concurrent worker waits for the row and sees what this one took) and keeps it in
+# ``granted`` to return it. $3: slots wanted, $4: slots a window allows.
+_TAKE_SLOTS = """
+INSERT INTO carrier_windows AS w (carrier, window_start, used, granted)
+VALUES ($1, $2, LEAST($3::int, $4::int), LEAST($3::int, $4::int))
+ON CONFLICT (carrier, window_start) DO UPDATE
+SET used = w.used + LEAST($3::int, GREATEST(0, $4::int - w.used)),
+    granted = LEAST($3::int, GREATEST(0, $4::int - w.used))
+RETURNING granted
 """
-_SET_WINDOW = "UPDATE carrier_windows SET used = $3 WHERE carrier = $1 AND window_start = $2"
 
 MAX_WAIT_SECONDS = 120.0
 
@@ -46,11 +50,7 @@ async def take_slots(
     while True:
         now = time.time()
         start = int(now // length) * length
-        async with pool.acquire() as conn, conn.transaction():
-            used: int = await conn.fetchval(_LOCK_WINDOW, carrier, start)
-            granted = max(0, min(wanted, allowed - used))
-            if granted:
-                await conn.execute(_SET_WINDOW, carrier, start, used + granted)
+        granted: int = await pool.fetchval(_TAKE_SLOTS, carrier, start, wanted, allowed)
         if granted:
             return granted
         left = deadline - time.monotonic()

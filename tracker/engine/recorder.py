@@ -67,6 +67,10 @@ LEFT JOIN LATERAL (
 ) l ON true
 """
 
+# The unnest comes first (OFFSET 0 keeps it so), then one primary-key probe per row. Written
+# as ``FROM unnest(...) WHERE s.lease_owner = $1`` the planner, whose statistics were taken when
+# nothing was leased, expects the lease to match one row and scans the leased rows instead,
+# reading the unnest for each: 0.5 to 0.9 s for 150 rows with 4,000 leased.
 _UPDATE = """
 UPDATE shipments AS s SET
     status = u.status, status_at = u.status_at, last_event_id = u.last_event_id,
@@ -80,12 +84,15 @@ UPDATE shipments AS s SET
     not_found_since = u.not_found_since, final_confirmed = u.final_confirmed,
     stopped_reason = u.stopped_reason,
     lease_owner = NULL, lease_until = NULL, updated_at = now()
-FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[], $7::text[],
-            $8::timestamptz[], $9::int[], $10::interval[], $11::smallint[],
-            $12::timestamptz[], $13::timestamptz[], $14::boolean[], $15::text[])
-     AS u(id, status, status_at, last_event_id, carrier_state, carrier_message, eta, failures,
-          delay, priority, last_scan_at, not_found_since, final_confirmed, stopped_reason)
-WHERE s.id = u.id AND s.lease_owner = $1
+FROM (SELECT u.*, $1::text AS owner
+      FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[],
+                  $7::text[], $8::timestamptz[], $9::int[], $10::interval[], $11::smallint[],
+                  $12::timestamptz[], $13::timestamptz[], $14::boolean[], $15::text[])
+           AS u(id, status, status_at, last_event_id, carrier_state, carrier_message, eta,
+                failures, delay, priority, last_scan_at, not_found_since, final_confirmed,
+                stopped_reason)
+      OFFSET 0) AS u
+WHERE s.id = u.id AND s.lease_owner = u.owner
 """
 
 

@@ -12,13 +12,20 @@ from tracker.config import PollingConfig
 from tracker.engine.claims import ClaimedShipment
 from tracker.engine.policy import next_poll_delay
 
+# The claimed rows are found by primary key, one probe per id of the arrays. The lease check is
+# a join condition (the owner comes with the arrays, OFFSET 0 keeps it there): as a plain
+# filter the planner would take the lease to be rare (statistics taken when nothing was
+# claimed), expect one row, and might scan the whole table for it or read the arrays again for
+# every row found.
 RELEASE_FAILED = """
 UPDATE shipments AS s SET
     carrier_state = $3, carrier_message = $4, poll_failures = u.failures,
     last_polled_at = now(), next_poll_at = now() + u.delay,
     lease_owner = NULL, lease_until = NULL, updated_at = now()
-FROM unnest($2::bigint[], $5::int[], $6::interval[]) AS u(id, failures, delay)
-WHERE s.id = u.id AND s.lease_owner = $1
+FROM (SELECT u.*, $1::text AS owner
+      FROM unnest($2::bigint[], $5::int[], $6::interval[]) AS u(id, failures, delay)
+      OFFSET 0) AS u
+WHERE s.id = u.id AND s.lease_owner = u.owner
 """
 
 

@@ -23,14 +23,17 @@ FulfillmentKey = tuple[int, str]  # (shop id, fulfillment gid)
 async def lock_multi_parcel(conn: Connection, shipment_ids: Sequence[int]) -> set[FulfillmentKey]:
     """Fulfillments of these shipments that have several active parcels, locked for this
     transaction (in a fixed order, so two workers never deadlock)."""
+    # Per distinct fulfillment, a count over its index entries: a join with GROUP BY over all
+    # of them turned into a scan of the whole table once a hundred or so ids were asked.
     rows = await conn.fetch(
         """
-        SELECT s.shop_id, s.fulfillment_id FROM shipments s
-        WHERE (s.shop_id, s.fulfillment_id) IN (
-                SELECT shop_id, fulfillment_id FROM shipments WHERE id = ANY($1::bigint[]))
-          AND s.retired_reason IS NULL
-        GROUP BY s.shop_id, s.fulfillment_id HAVING count(*) > 1
-        ORDER BY s.shop_id, s.fulfillment_id
+        SELECT k.shop_id, k.fulfillment_id
+        FROM (SELECT DISTINCT shop_id, fulfillment_id FROM shipments
+              WHERE id = ANY($1::bigint[])) AS k
+        WHERE (SELECT count(*) FROM shipments s
+               WHERE s.shop_id = k.shop_id AND s.fulfillment_id = k.fulfillment_id
+                 AND s.retired_reason IS NULL) > 1
+        ORDER BY k.shop_id, k.fulfillment_id
         """,
         list(shipment_ids),
     )
