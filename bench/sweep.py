@@ -114,6 +114,7 @@ class Totals:
     new_events: int = 0
     wall: float = 0.0
     cpu: float = 0.0
+    commits: int = 0
     sandbox_cpu: float = 0.0
     pg_cpu: float | None = 0.0
     busy: MachineCpu = field(default_factory=lambda: MachineCpu(0.0, 0.0))
@@ -247,6 +248,7 @@ async def sweeps(
         "per_sweep_updates_per_s": totals.per_sweep,
         "sandbox_cpu_ms_per_1k": ms_per_1k(totals.sandbox_cpu),
         "postgres_cpu_ms_per_1k": ms_per_1k(totals.pg_cpu),
+        "transactions_per_1k": round(totals.commits * per_1k, 1) if per_1k else None,
         "machine_busy_pct": busy_percent(MachineCpu(0.0, 0.0), totals.busy),
         "others_busy_pct": others_percent(totals),
         "load_before": load_before,
@@ -279,6 +281,7 @@ async def sweep(
 ) -> bool:
     """One sweep over every due shipment; adds to ``totals``; False if the deadline passed."""
     since: datetime = await pool.fetchval("SELECT now()")
+    commits_before = await committed(pool)
     sandbox_before = await asyncio.to_thread(child.ask, "cpu")
     pg_before = server_cpu_seconds(postmaster) if postmaster else None
     machine_before = MachineCpu.read()
@@ -309,6 +312,8 @@ async def sweep(
     sandbox_after = await asyncio.to_thread(child.ask, "cpu")
 
     counts = await pool.fetchrow(_COUNTS, since)
+    await asyncio.sleep(1.5)  # every backend reports its statistics within a second of idling
+    totals.commits += await committed(pool) - commits_before
     totals.new_events += await pool.fetchval(
         "SELECT count(*) FROM tracking_events WHERE discovered_at >= $1", since
     )
@@ -328,6 +333,14 @@ async def sweep(
     )
     totals.per_sweep.append(round(counts["found"] / wall, 1) if wall else 0.0)
     return totals.complete
+
+
+async def committed(pool: Any) -> int:
+    """Transactions committed in the benchmark's database so far (pg_stat_database)."""
+    value: int = await pool.fetchval(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+    )
+    return value
 
 
 def start_child(spec: WorldSpec, deadline: float) -> tuple[Child, dict[str, Any]]:
