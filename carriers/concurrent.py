@@ -19,9 +19,9 @@ request sends its batches with :func:`gather_all`.
 What every function here guarantees:
 
 * **Concurrency.** Each call runs as its own task of one :class:`asyncio.TaskGroup`, all of them
-  started together, in the order given (a single call is simply awaited). Nothing here limits how many run at once: the adapter's
-  :class:`~carriers.base.RateLimiter` paces the requests (each waits its turn there, served in
-  the order the tasks started).
+  started together, in the order given; a single call is simply awaited. Nothing here limits
+  how many run at once: the adapter's :class:`~carriers.base.RateLimiter` paces the requests
+  (each waits its turn there, served in the order the tasks started).
 * **Failure.** A call that raises fails the whole ``track`` call: the other tasks are cancelled
   (requests in flight are abandoned, requests waiting at the limiter never sent) and awaited,
   then one exception is raised, picked by :func:`most_telling` from every failure recorded by

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, time, tzinfo
+from functools import cache, lru_cache
 from types import MappingProxyType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -37,6 +38,7 @@ __all__ = [
     "format_timestamp",
     "in_zone",
     "parse_timestamp",
+    "with_zone",
     "zone_for_place",
     "zone_name",
 ]
@@ -161,7 +163,18 @@ def zone_name(country: object, region: object = None) -> str | None:
 
 def zone_for_place(country: object, region: object = None) -> tzinfo | None:
     """The time zone of a place (see :func:`zone_name`), or None when it is not known."""
-    name = zone_name(country, region)
+    if type(country) is str and (region is None or type(region) is str):
+        return _place_zone(country, region)  # the usual call, remembered
+    return _zone(zone_name(country, region))
+
+
+@lru_cache(maxsize=1024)
+def _place_zone(country: str, region: str | None) -> tzinfo | None:
+    return _zone(zone_name(country, region))
+
+
+@cache  # keys: the zone names of the tables above
+def _zone(name: str | None) -> tzinfo | None:
     if name is None:
         return None
     try:
@@ -180,8 +193,21 @@ def in_zone(
     """
     prefix = "local:date-only:" if date_only else "local:"
     if zone is None:
-        return local.replace(tzinfo=UTC), f"{prefix}assumed-utc"
-    return local.replace(tzinfo=zone).astimezone(UTC), f"{prefix}{zone}"
+        return with_zone(local, UTC), f"{prefix}assumed-utc"
+    offset = zone.utcoffset(local) if type(zone) is ZoneInfo and type(local) is datetime else None
+    if offset is not None:
+        # What astimezone() does, without building the aware local time first: a ZoneInfo
+        # reads the offset of a wall time (and its fold) whatever zone that time carries.
+        return with_zone(local - offset, UTC), f"{prefix}{zone}"
+    return with_zone(local, zone).astimezone(UTC), f"{prefix}{zone}"
+
+
+def with_zone(moment: datetime, zone: tzinfo | None) -> datetime:
+    """``moment.replace(tzinfo=zone)``, built directly: ``replace`` costs three times as much,
+    and parsers do this for most scans."""
+    if type(moment) is datetime:  # a subclass would get a plain datetime from combine()
+        return datetime.combine(moment, moment.time(), zone)  # time(): fold included
+    return moment.replace(tzinfo=zone)
 
 
 def parse_timestamp(
@@ -198,7 +224,7 @@ def parse_timestamp(
     text = value.strip()
     if not text or len(text) > 64:
         return None
-    date_only = _DATE_ONLY.match(text) is not None
+    date_only = len(text) == 10 and _DATE_ONLY.match(text) is not None
     try:
         moment = datetime.fromisoformat(text)
         if date_only:
@@ -222,8 +248,14 @@ def format_timestamp(moment: datetime, zone: tzinfo | None, style: str) -> str:
         in_utc = moment.astimezone(UTC)
         if style == "offset":
             return in_utc.isoformat(timespec="seconds")
-        return in_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+        # strftime("%Y-%m-%dT%H:%M:%SZ") at a third of the CPU (the sandboxes write many).
+        return "%d-%02d-%02dT%02d:%02d:%02dZ" % (  # noqa: UP031 (faster than an f-string)
+            in_utc.year, in_utc.month, in_utc.day, in_utc.hour, in_utc.minute, in_utc.second,
+        )  # fmt: skip
     local = moment.astimezone(zone)
     if style == "offset":
         return local.isoformat(timespec="seconds")
-    return local.replace(tzinfo=None).isoformat(timespec="seconds")
+    # local.replace(tzinfo=None).isoformat(timespec="seconds"), for less CPU
+    return "%04d-%02d-%02dT%02d:%02d:%02d" % (  # noqa: UP031
+        local.year, local.month, local.day, local.hour, local.minute, local.second,
+    )  # fmt: skip

@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from tracker.domain import Status, TrackingEvent, current_status, status_for_api_version
+from tracker.domain import (
+    Status,
+    TrackingEvent,
+    current_status,
+    new_event,
+    status_for_api_version,
+)
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
@@ -71,6 +77,37 @@ def test_same_scan_twice_has_one_key_and_a_different_scan_another():
     )
     assert a.dedupe_key == again.dedupe_key
     assert a.dedupe_key != elsewhere.dedupe_key
+
+
+def test_dedupe_keys_are_the_ones_already_stored():
+    """The key is stored with every event: a new way of computing it would make every scan
+    seen again look new, and write it to Shopify a second time."""
+    scan = TrackingEvent(
+        T0 + timedelta(microseconds=300),
+        Status.IN_TRANSIT,
+        "PU",
+        "Processed",
+        city="Leipzig",
+        province="SN",
+        country="DE",
+        zip="04109",
+    )
+    cet = timezone(timedelta(hours=1))
+    info = TrackingEvent(datetime(2026, 11, 20, 9, 30, 5, tzinfo=cet), None, "INFO", city="Zürich")
+    assert scan.dedupe_key == "b0099dc3c3ab0680237edc0158f3bc23"
+    assert info.dedupe_key == "5d422ae50c771cbd7d4a7e2d7a4f3d05"
+
+
+def test_events_built_either_way_are_the_same_and_own_their_extra():
+    by_keywords = new_event(
+        happened_at=T0, status=Status.DELIVERED, carrier_code="DL", time_source="offset"
+    )
+    by_class = TrackingEvent(T0, Status.DELIVERED, "DL", time_source="offset")
+    assert by_keywords == by_class
+    assert (by_keywords.extra, by_class.extra) == ({}, {})
+    assert by_keywords.extra is not by_class.extra  # a new dict each, as default_factory gave
+    with pytest.raises(ValueError, match="no time zone"):
+        new_event(happened_at=datetime(2026, 1, 1), status=None)
 
 
 def test_current_status_is_the_newest_scan_with_a_status():

@@ -34,3 +34,10 @@ def test_what_is_dropped_and_kept():
     assert clean_text("x" * 600) == "x" * 499 + "…"
     assert clean_text(None) == clean_text(42) == ""
     assert not re.search(r"[\x00-\x1f]", clean_text("".join(map(chr, range(40)))))
+
+
+def test_a_text_known_clean_is_still_cut_to_a_shorter_limit():
+    text = "Arrived at the facility " + "x" * 200  # clean, and short enough to be remembered
+    assert clean_text(text) == text
+    assert clean_text(text, 30) == by_the_expressions(text, 30)
+    assert len(clean_text(text, 30)) == 30

@@ -6,10 +6,11 @@ place that knows their order, their urgency and which API version has which of t
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from hashlib import sha256
+from typing import Any, Final
 
 
 class Status(StrEnum):
@@ -83,6 +84,11 @@ def utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+_set = object.__setattr__
+_NEW_DICT: Final[Any] = object()
+"""Default of ``TrackingEvent.extra``: a new empty dict for each event."""
+
+
 @dataclass(frozen=True, slots=True)
 class TrackingEvent:
     """One carrier scan, normalized.
@@ -104,20 +110,73 @@ class TrackingEvent:
     time_source: str = "utc"
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "happened_at", utc(self.happened_at))
+    # Written out rather than generated: parsers build one of these for every scan, and the
+    # generated __init__ of a frozen dataclass (object.__setattr__ looked up per field, then
+    # __post_init__) costs twice as much. Same parameters, defaults and checks.
+    def __init__(
+        self,
+        happened_at: datetime,
+        status: Status | None,
+        carrier_code: str = "",
+        message: str = "",
+        city: str | None = None,
+        province: str | None = None,
+        country: str | None = None,
+        zip: str | None = None,
+        time_source: str = "utc",
+        extra: dict[str, str] = _NEW_DICT,
+    ) -> None:
+        if happened_at.tzinfo is not UTC:  # already UTC: utc() would give it back unchanged
+            happened_at = utc(happened_at)
+        _set(self, "happened_at", happened_at)
+        _set(self, "status", status)
+        _set(self, "carrier_code", carrier_code)
+        _set(self, "message", message)
+        _set(self, "city", city)
+        _set(self, "province", province)
+        _set(self, "country", country)
+        _set(self, "zip", zip)
+        _set(self, "time_source", time_source)
+        _set(self, "extra", {} if extra is _NEW_DICT else extra)
 
     @property
     def location(self) -> str:
         """Place as one line, e.g. ``Leipzig, 04109, DE``."""
-        return ", ".join(p for p in (self.city, self.province, self.zip, self.country) if p)
+        return ", ".join([p for p in (self.city, self.province, self.zip, self.country) if p])
 
     @property
     def dedupe_key(self) -> str:
-        """Same scan seen twice -> same key: status, time to the second, place, carrier code."""
-        moment = self.happened_at.replace(microsecond=0).isoformat()
-        raw = "\x1f".join((self.status or "", moment, self.location.casefold(), self.carrier_code))
-        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+        """Same scan seen twice -> same key: status, time to the second, place, carrier code.
+
+        Stored with every event: never change what it is computed from or how.
+        """
+        moment = self.happened_at
+        if moment.microsecond:
+            moment = moment.replace(microsecond=0)
+        location = ", ".join([p for p in (self.city, self.province, self.zip, self.country) if p])
+        raw = "\x1f".join(
+            (self.status or "", moment.isoformat(), location.casefold(), self.carrier_code)
+        )
+        return sha256(raw.encode()).hexdigest()[:32]
+
+
+def new_event(
+    happened_at: datetime,
+    status: Status | None,
+    carrier_code: str = "",
+    message: str = "",
+    city: str | None = None,
+    province: str | None = None,
+    country: str | None = None,
+    zip: str | None = None,
+    time_source: str = "utc",
+    extra: dict[str, str] = _NEW_DICT,
+) -> TrackingEvent:
+    """``TrackingEvent(...)`` of the same arguments, for the parsers, which build one per scan:
+    a class called with keywords first packs them into a dictionary, a function does not."""
+    return TrackingEvent(
+        happened_at, status, carrier_code, message, city, province, country, zip, time_source, extra
+    )
 
 
 def current_status(events: list[TrackingEvent]) -> TrackingEvent | None:

@@ -22,14 +22,28 @@ _DROPPED = re.compile(
 _SPACES = re.compile(r"\s+")
 
 
+_KNOWN_CLEAN: set[str] = set()
+"""Texts found clean before. Carriers repeat the same few hundred words (statuses, places,
+codes), and a set look-up costs a third of checking a text again. Emptied when full."""
+_KNOWN_CLEAN_MAX = 4096
+_KNOWN_CLEAN_LONGEST = 256
+
+
 def clean_text(value: object, limit: int = MAX_TEXT) -> str:
     """``value`` as one clean line of at most ``limit`` characters; "" when it is no text."""
-    if not isinstance(value, str):
+    if type(value) is str:  # exactly: a subclass may compare and hash as it likes
+        if value in _KNOWN_CLEAN and len(value) <= limit:
+            return value
+    elif not isinstance(value, str):
         return ""
     if len(value) <= limit and value.isprintable() and "  " not in value and value.strip() == value:
         # Already clean, as nearly every carrier text is: a printable string holds none of the
         # dropped characters (all are of Unicode's "other" categories) and no whitespace but
         # the space. Five times faster than the expressions, and parsers call this a lot.
+        if type(value) is str and len(value) <= _KNOWN_CLEAN_LONGEST:
+            if len(_KNOWN_CLEAN) >= _KNOWN_CLEAN_MAX:
+                _KNOWN_CLEAN.clear()
+            _KNOWN_CLEAN.add(value)
         return value
     text = _SPACES.sub(" ", _DROPPED.sub("", value)).strip()
     if len(text) > limit:

@@ -25,13 +25,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, TypeAlias
 
-from carriers.aftership.statuses import canonical_subtag, canonical_tag, map_status
+from carriers.aftership.statuses import canonical_subtag, canonical_tag, status_of
 from carriers.aftership.zones import country_iso2
 from carriers.base import Outcome, TrackResult
 from carriers.timezones import parse_timestamp
-from tracker.domain import TrackingEvent
+from tracker.domain import TrackingEvent, new_event
 from tracker.text import clean_text
 
 NOT_FOUND_CODES = frozenset({404, 4004, 4012})
@@ -179,10 +180,10 @@ def parse_tracking(number: str, tracking: dict[str, Any]) -> TrackResult:
             skipped += 1
         else:
             events.append(event)
-    events.sort(key=lambda e: e.happened_at)  # stable: equal times keep AfterShip's order
+    events.sort(key=_HAPPENED_AT)  # stable: equal times keep AfterShip's order
 
     tag, subtag = tracking.get("tag"), tracking.get("subtag")
-    raw_status = "/".join(p for p in (_text(tag), _text(subtag)) if p)
+    raw_status = "/".join([p for p in (_text(tag), _text(subtag)) if p])
     message = _text(tracking.get("subtag_message"))
     extra: dict[str, Any] = {"skipped_events": skipped}
     for key, name in (("id", "tracking_id"), ("slug", "slug"), ("shipment_type", "service")):
@@ -219,24 +220,25 @@ def parse_checkpoint(raw: object) -> TrackingEvent | None:
         return None
     happened_at, source = stamped
     tag, subtag = raw.get("tag"), raw.get("subtag")
-    code = canonical_subtag(subtag) or _text(subtag) or canonical_tag(tag) or _text(tag)
+    known_subtag = canonical_subtag(subtag)
+    tag_text, subtag_text = _text(tag), _text(subtag)
+    code = known_subtag or subtag_text or canonical_tag(tag) or tag_text
     subtag_message = _text(raw.get("subtag_message"))
-    extra = {
-        key: value
-        for key, value in (
-            ("tag", _text(tag)),
-            ("subtag", _text(subtag)),
-            ("subtag_message", subtag_message),
-            ("raw_tag", _text(raw.get("raw_tag"))),
-            ("location", _text(raw.get("location"))),
-            ("slug", _text(raw.get("slug"))),
-        )
-        if value
-    }
+    extra: dict[str, str] = {}
+    for key, value in (
+        ("tag", tag_text),
+        ("subtag", subtag_text),
+        ("subtag_message", subtag_message),
+        ("raw_tag", _text(raw.get("raw_tag"))),
+        ("location", _text(raw.get("location"))),
+        ("slug", _text(raw.get("slug"))),
+    ):
+        if value:
+            extra[key] = value
     try:
-        return TrackingEvent(
+        return new_event(
             happened_at=happened_at,
-            status=map_status(tag, subtag),
+            status=status_of(tag, subtag, known_subtag),
             carrier_code=code,
             message=_text(raw.get("message")) or subtag_message,
             city=_text(raw.get("city")) or None,
@@ -272,6 +274,8 @@ def compact(number: str) -> str:
     return "".join(number.split()).upper()
 
 
-def _text(value: object) -> str:
-    """Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`)."""
-    return clean_text(value)
+_text = clean_text
+"""Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`; the function itself, not
+a wrapper: parsers call it a dozen times per scan)."""
+
+_HAPPENED_AT = attrgetter("happened_at")

@@ -128,7 +128,11 @@ def canonical_subtag(subtag: object) -> str | None:
 
 def map_status(tag: object, subtag: object = None) -> Status | None:
     """The status of one checkpoint (or tracking) from its ``tag`` and ``subtag``."""
-    known_subtag = canonical_subtag(subtag)
+    return status_of(tag, subtag, canonical_subtag(subtag))
+
+
+def status_of(tag: object, subtag: object, known_subtag: str | None) -> Status | None:
+    """:func:`map_status` with ``canonical_subtag(subtag)`` already known."""
     if known_subtag is not None:
         return SUBTAG_STATUS[known_subtag]
     known_tag = canonical_tag(tag, subtag)

@@ -20,12 +20,13 @@ day survives the conversion to UTC (``local:date-only:...``).
 from __future__ import annotations
 
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from carriers.base import Outcome, TrackResult
 from carriers.dhl.statuses import map_status
 from carriers.timezones import parse_timestamp
-from tracker.domain import TrackingEvent
+from tracker.domain import TrackingEvent, new_event
 from tracker.text import clean_text
 
 
@@ -102,7 +103,7 @@ def _parse_shipment(number: str, shipment: dict[str, Any]) -> TrackResult:
             skipped += 1
         else:
             events.append(event)
-    events.sort(key=lambda e: e.happened_at)  # stable: equal times keep DHL's order
+    events.sort(key=_HAPPENED_AT)  # stable: equal times keep DHL's order
 
     extra: dict[str, Any] = {"skipped_events": skipped}
     if shipment_id := _text(shipment.get("id")):
@@ -134,21 +135,20 @@ def parse_event(raw: object) -> TrackingEvent | None:
     status_text = _text(raw.get("status"))
     description = _text(raw.get("description"))
     remark = _text(raw.get("remark"))
-    extra = {
-        key: value
-        for key, value in (
-            ("status", status_text),
-            ("description", description),
-            ("remark", remark),
-            ("nextSteps", _text(raw.get("nextSteps"))),
-        )
-        if value
-    }
-    message = _event_text(raw)
+    extra: dict[str, str] = {}
+    for key, value in (
+        ("status", status_text),
+        ("description", description),
+        ("remark", remark),
+        ("nextSteps", _text(raw.get("nextSteps"))),
+    ):
+        if value:
+            extra[key] = value
+    message = _joined(status_text, description)
     if remark and remark not in message:
         message = f"{message} - {remark}" if message else remark
     try:
-        return TrackingEvent(
+        return new_event(
             happened_at=happened_at,
             status=map_status(code, status_text, description),
             carrier_code=_text(code),
@@ -179,13 +179,16 @@ def _raw_status(latest: object) -> str:
     if not isinstance(latest, dict):
         return ""
     parts = (_text(latest.get("statusCode")), _text(latest.get("status")))
-    return "/".join(p for p in parts if p)
+    return "/".join([p for p in parts if p])
 
 
 def _event_text(raw: dict[str, Any]) -> str:
     """``status``, plus ``description`` when it says something ``status`` does not."""
-    status_text = _text(raw.get("status"))
-    description = _text(raw.get("description"))
+    return _joined(_text(raw.get("status")), _text(raw.get("description")))
+
+
+def _joined(status_text: str, description: str) -> str:
+    """:func:`_event_text` of the cleaned ``status`` and ``description``."""
     if not description or description.casefold() in status_text.casefold():
         return status_text
     if not status_text or status_text.casefold() in description.casefold():
@@ -205,9 +208,11 @@ def _country(place: object) -> str | None:
     return _text(_address(place).get("countryCode")).upper() or None
 
 
-def _text(value: object) -> str:
-    """Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`)."""
-    return clean_text(value)
+_text = clean_text
+"""Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`; the function itself, not
+a wrapper: parsers call it a dozen times per scan)."""
+
+_HAPPENED_AT = attrgetter("happened_at")
 
 
 def _compact(number: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 from tracker.domain import Status
 
@@ -106,11 +107,22 @@ def map_status(code: object, *texts: object) -> Status | None:
     ``texts`` are the event's ``status`` and ``description`` (anything that is not a string is
     ignored). Returns None for ``unknown`` and for codes DHL has not documented.
     """
+    text = " ".join([t for t in texts if isinstance(t, str)])
+    if type(code) is str:
+        return _remembered(code, text)
+    return _map(code, text)
+
+
+def _map(code: object, text: str) -> Status | None:
     key = normalize_code(code)
     if key not in CODE_DEFAULTS:
         return FALLBACK
-    text = " ".join(t for t in texts if isinstance(t, str))
     for pattern, status in REFINEMENTS.get(key, ()):
         if pattern.search(text):
             return status
     return CODE_DEFAULTS[key]
+
+
+_remembered = lru_cache(maxsize=4096)(_map)
+""":func:`_map` of a code and words seen before: DHL repeats the same few texts, and reading
+them runs up to seven expressions."""

@@ -25,12 +25,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from carriers.base import Outcome, TrackResult
 from carriers.fedex.statuses import map_status
 from carriers.timezones import parse_timestamp
-from tracker.domain import TrackingEvent
+from tracker.domain import TrackingEvent, new_event
 from tracker.text import clean_text
 
 NOT_FOUND_CODES = frozenset({"TRACKING.TRACKINGNUMBER.NOTFOUND", "TRACKING.DATA.NOTFOUND"})
@@ -40,6 +41,13 @@ _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 ETA_DATE_TYPES = ("ESTIMATED_DELIVERY", "APPOINTMENT_DELIVERY")
 """``dateAndTimes`` types read as the ETA, in order, before the estimated window."""
+
+_DESTINATION_PATHS = (
+    ("lastUpdatedDestinationAddress",),
+    ("recipientInformation", "address"),
+    ("destinationLocation", "locationContactAndAddress", "address"),
+)
+"""Where a parcel's destination address may be, first found first."""
 
 
 def parse_response(numbers: Sequence[str], body: object) -> dict[str, TrackResult]:
@@ -112,7 +120,7 @@ def parse_track_result(number: str, parcel: Mapping[str, Any]) -> TrackResult:
             skipped += 1
         else:
             events.append(event)
-    events.sort(key=lambda e: e.happened_at)  # stable: equal times keep FedEx's order reversed
+    events.sort(key=_HAPPENED_AT)  # stable: equal times keep FedEx's order reversed
 
     latest = _object(parcel.get("latestStatusDetail"))
     code, description = _text(latest.get("code")), _status_words(latest)
@@ -132,7 +140,7 @@ def parse_track_result(number: str, parcel: Mapping[str, Any]) -> TrackResult:
         events=tuple(events),
         estimated_delivery_at=_eta(parcel),
         message=description,
-        raw_status="/".join(p for p in (code, description) if p),
+        raw_status="/".join([p for p in (code, description) if p]),
         extra=extra,
     )
 
@@ -154,21 +162,20 @@ def parse_event(raw: object) -> TrackingEvent | None:
     message = description
     if exception and exception.casefold() not in description.casefold():
         message = f"{description} - {exception}" if description else exception
-    extra = {
-        key: value
-        for key, value in (
-            ("derivedStatusCode", derived),
-            ("derivedStatus", _text(raw.get("derivedStatus"))),
-            ("exceptionCode", _text(raw.get("exceptionCode"))),
-            ("exceptionDescription", exception),
-            ("locationId", _text(raw.get("locationId"))),
-            ("locationType", _text(raw.get("locationType"))),
-            ("delay", _text(_object(raw.get("delayDetail")).get("status"))),
-        )
-        if value
-    }
+    extra: dict[str, str] = {}
+    for key, value in (
+        ("derivedStatusCode", derived),
+        ("derivedStatus", _text(raw.get("derivedStatus"))),
+        ("exceptionCode", _text(raw.get("exceptionCode"))),
+        ("exceptionDescription", exception),
+        ("locationId", _text(raw.get("locationId"))),
+        ("locationType", _text(raw.get("locationType"))),
+        ("delay", _text(_object(raw.get("delayDetail")).get("status"))),
+    ):
+        if value:
+            extra[key] = value
     try:
-        return TrackingEvent(
+        return new_event(
             happened_at=happened_at,
             status=map_status(event_type, derived, description, exception),
             carrier_code=event_type or derived,
@@ -207,7 +214,7 @@ def _eta(parcel: Mapping[str, Any]) -> datetime | None:
     window = _at(parcel, "estimatedDeliveryTimeWindow", "window")
     standard = _at(parcel, "standardTransitTimeWindow", "window")
     candidates: Iterable[object] = (
-        *(by_type.get(kind) for kind in ETA_DATE_TYPES),
+        *[by_type.get(kind) for kind in ETA_DATE_TYPES],
         window.get("ends"),
         window.get("begins"),
         by_type.get("COMMITMENT"),
@@ -222,11 +229,8 @@ def _eta(parcel: Mapping[str, Any]) -> datetime | None:
 
 def _destination(parcel: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """``(country, state)`` of where the parcel is going, for zone-less delivery dates."""
-    for address in (
-        _at(parcel, "lastUpdatedDestinationAddress"),
-        _at(parcel, "recipientInformation", "address"),
-        _at(parcel, "destinationLocation", "locationContactAndAddress", "address"),
-    ):
+    for path in _DESTINATION_PATHS:
+        address = _at(parcel, *path)
         country = _country(address.get("countryCode"))
         if country:
             return country, _text(address.get("stateOrProvinceCode")).upper() or None
@@ -269,7 +273,7 @@ def _all(numbers: Sequence[str], message: str) -> dict[str, TrackResult]:
 
 def _country(value: object) -> str | None:
     code = _text(value).upper()
-    return code if _COUNTRY.match(code) else None
+    return code if len(code) == 2 and _COUNTRY.match(code) else None
 
 
 def _object(value: object) -> Mapping[str, Any]:
@@ -283,9 +287,11 @@ def _at(value: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
     return value
 
 
-def _text(value: object) -> str:
-    """Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`)."""
-    return clean_text(value)
+_text = clean_text
+"""Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`; the function itself, not
+a wrapper: parsers call it a dozen times per scan)."""
+
+_HAPPENED_AT = attrgetter("happened_at")
 
 
 def _compact(number: str) -> str:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 from tracker.domain import Status
 
@@ -175,8 +176,16 @@ def map_status(event_type: object, derived_code: object = None, *texts: object) 
         key = normalize_code(derived_code)
         if key not in EVENT_CODES:
             return FALLBACK
-    text = " ".join(t for t in texts if isinstance(t, str))
-    for pattern, status in REFINEMENTS.get(key, ()):
+    if key in REFINEMENTS:
+        return _refined(key, " ".join([t for t in texts if isinstance(t, str)]))
+    return EVENT_CODES[key]
+
+
+@lru_cache(maxsize=2048)
+def _refined(key: str, text: str) -> Status | None:
+    """The status of code ``key`` refined by the words ``text`` (remembered: FedEx repeats the
+    same exception texts, and each reading runs several expressions)."""
+    for pattern, status in REFINEMENTS[key]:
         if pattern.search(text):
             return status
     return EVENT_CODES[key]

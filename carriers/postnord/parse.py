@@ -29,12 +29,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from carriers.base import Outcome, TrackResult
 from carriers.postnord.statuses import map_status, normalize_code
 from carriers.timezones import parse_timestamp
-from tracker.domain import TrackingEvent
+from tracker.domain import TrackingEvent, new_event
 from tracker.text import clean_text
 
 COUNTRY_NAMES: Mapping[str, str] = {
@@ -150,7 +151,7 @@ def _parse_shipment(
             skipped += 1
         else:
             events.append(event)
-    events.sort(key=lambda e: e.happened_at)  # stable: equal times keep PostNord's order
+    events.sort(key=_HAPPENED_AT)  # stable: equal times keep PostNord's order
 
     extra: dict[str, Any] = {"skipped_events": skipped, "items": item_count}
     for key, value in (
@@ -197,23 +198,23 @@ def parse_event(raw: object) -> TrackingEvent | None:
     code = _text(raw.get("eventCode"))
     status_text = _text(raw.get("status"))
     description = _text(raw.get("eventDescription"))
-    extra = {
-        key: value
-        for key, value in (
-            ("status", status_text),
-            ("displayName", _text(location.get("displayName"))),
-            ("locationType", _text(location.get("locationType"))),
-            ("localEventCode", _text(raw.get("localEventCode"))),
-        )
-        if value
-    }
+    display_name = _text(location.get("displayName"))
+    extra: dict[str, str] = {}
+    for key, value in (
+        ("status", status_text),
+        ("displayName", display_name),
+        ("locationType", _text(location.get("locationType"))),
+        ("localEventCode", _text(raw.get("localEventCode"))),
+    ):
+        if value:
+            extra[key] = value
     try:
-        return TrackingEvent(
+        return new_event(
             happened_at=happened_at,
             status=map_status(status_text, code, description),
             carrier_code=code,
             message=description,
-            city=_text(location.get("city")) or _text(location.get("displayName")) or None,
+            city=_text(location.get("city")) or display_name or None,
             country=country,
             zip=_text(location.get("postcode")) or None,
             time_source=source,
@@ -274,9 +275,11 @@ def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _text(value: object) -> str:
-    """Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`)."""
-    return clean_text(value)
+_text = clean_text
+"""Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`; the function itself, not
+a wrapper: parsers call it a dozen times per scan)."""
+
+_HAPPENED_AT = attrgetter("happened_at")
 
 
 def _compact(number: str) -> str:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Final
 
 from tracker.domain import Status
@@ -102,9 +103,19 @@ WORD_REFINEMENTS: tuple[tuple[re.Pattern[str], Status], ...] = (
 
 def normalize_code(value: object) -> str:
     """A status or event code as a table key: ``en_route`` and ``En Route `` alike."""
+    if type(value) is str:
+        return _normalized(value)
     if not isinstance(value, str):
         return ""
+    return _normalize(value)
+
+
+def _normalize(value: str) -> str:
     return "_".join(value.strip().upper().replace("-", " ").replace("_", " ").split())
+
+
+_normalized = lru_cache(maxsize=1024)(_normalize)
+"""Codes seen before (PostNord's are a few dozen, each read three times per scan)."""
 
 
 def status_for_item_status(value: object) -> Status | None:
@@ -131,8 +142,20 @@ def map_status(
     code = normalize_code(event_code)
     if code in EVENT_CODES:
         return EVENT_CODES[code] or base
+    if type(text) is str:
+        return _by_words(text) or base
     if isinstance(text, str):
-        for pattern, status in WORD_REFINEMENTS:
-            if pattern.search(text):
-                return status
+        return _words_status(text) or base
     return base
+
+
+def _words_status(text: str) -> Status | None:
+    """The status the first matching :data:`WORD_REFINEMENTS` pattern gives, else None."""
+    for pattern, status in WORD_REFINEMENTS:
+        if pattern.search(text):
+            return status
+    return None
+
+
+_by_words = lru_cache(maxsize=2048)(_words_status)
+""":func:`_words_status` of descriptions seen before (PostNord repeats a few texts)."""

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from carriers.base import Outcome, TrackResult
-from carriers.ups.statuses import map_status, normalize_status_code, normalize_type
-from carriers.ups.times import activity_moment, local_moment, place_of
-from tracker.domain import TrackingEvent
+from carriers.ups.statuses import map_keys, normalize_status_code, normalize_type
+from carriers.ups.times import local_moment, moment_at, place_of
+from tracker.domain import TrackingEvent, new_event
 from tracker.text import clean_text
 
 NOT_FOUND_CODES = frozenset({"151044", "TW0001"})
@@ -140,10 +141,10 @@ def _parse_package(number: str, package: dict[str, Any]) -> TrackResult:
             skipped += 1
         else:
             events.append(event)
-    events.sort(key=lambda e: e.happened_at)  # stable: equal times keep UPS's order
+    events.sort(key=_HAPPENED_AT)  # stable: equal times keep UPS's order
 
     current = package.get("currentStatus")
-    newest = next((a for a in activities if isinstance(a, dict)), None)
+    newest = _first_object(activities)
     status = current if isinstance(current, dict) else _status(newest)
     extra: dict[str, Any] = {"skipped_events": skipped}
     service = package.get("service")
@@ -166,38 +167,35 @@ def parse_activity(raw: object) -> TrackingEvent | None:
     """One UPS activity, or None when it is not an object or has no readable date."""
     if not isinstance(raw, dict):
         return None
-    stamped = activity_moment(raw)
+    location = raw.get("location")
+    country, region = place_of(location)
+    stamped = moment_at(raw, country, region)
     if stamped is None:
         return None
     happened_at, source = stamped
     status = _status(raw)
-    location = raw.get("location")
     address = _address(location)
-    country, region = place_of(location)
     slic = _text(location.get("slic")) if isinstance(location, dict) else ""
     type_, detail, scan = status.get("type"), status.get("statusCode"), status.get("code")
-    kind, detail_code, scan_code = (
-        _text(code) for code in (normalize_type(type_), normalize_status_code(detail), scan)
-    )
-    codes = (kind, detail_code, scan_code.upper())
+    type_key, detail_key = normalize_type(type_), normalize_status_code(detail)
+    kind, detail_code, scan_code = _text(type_key), _text(detail_key), _text(scan).upper()
     description = _text(status.get("description"))
     simplified = _text(status.get("simplifiedTextDescription"))
-    extra = {
-        key: value
-        for key, value in (
-            ("type", codes[0]),
-            ("statusCode", codes[1]),
-            ("code", codes[2]),
-            ("simplifiedTextDescription", simplified),
-            ("slic", slic),
-        )
-        if value
-    }
+    extra: dict[str, str] = {}
+    for key, value in (
+        ("type", kind),
+        ("statusCode", detail_code),
+        ("code", scan_code),
+        ("simplifiedTextDescription", simplified),
+        ("slic", slic),
+    ):
+        if value:
+            extra[key] = value
     try:
-        return TrackingEvent(
+        return new_event(
             happened_at=happened_at,
-            status=map_status(type_, detail, scan),
-            carrier_code="/".join(c for c in codes if c),
+            status=map_keys(type_key, detail_key, normalize_type(scan)),
+            carrier_code="/".join([c for c in (kind, detail_code, scan_code) if c]),
             message=description or simplified,
             city=_text(address.get("city")) or None,
             province=region,
@@ -215,7 +213,11 @@ def _eta(package: dict[str, Any], newest: dict[str, Any] | None) -> datetime | N
     raw_dates = package.get("deliveryDate")
     dates = [d for d in raw_dates if isinstance(d, dict)] if isinstance(raw_dates, list) else []
     by_type = {normalize_type(d.get("type")): d.get("date") for d in reversed(dates)}
-    day = next((by_type[t] for t in ETA_TYPES if t in by_type), None)
+    day = None
+    for kind in ETA_TYPES:
+        if kind in by_type:
+            day = by_type[kind]
+            break
     if day is None:
         return None
     window = package.get("deliveryTime")
@@ -242,7 +244,14 @@ def _destination(
 def _raw_status(status: Mapping[str, Any]) -> str:
     """The package's current ``code/description``, whichever parts UPS gave."""
     parts = (_text(status.get("code")), _text(status.get("description")))
-    return "/".join(p for p in parts if p)
+    return "/".join([p for p in parts if p])
+
+
+def _first_object(items: list[Any]) -> dict[str, Any] | None:
+    for item in items:
+        if isinstance(item, dict):
+            return item
+    return None
 
 
 def _status(activity: object) -> Mapping[str, Any]:
@@ -255,9 +264,11 @@ def _address(location: object) -> Mapping[str, Any]:
     return address if isinstance(address, dict) else {}
 
 
-def _text(value: object) -> str:
-    """Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`)."""
-    return clean_text(value)
+_text = clean_text
+"""Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`; the function itself, not
+a wrapper: parsers call it a dozen times per scan)."""
+
+_HAPPENED_AT = attrgetter("happened_at")
 
 
 def _compact(number: str) -> str:

@@ -163,13 +163,18 @@ def map_status(
 
     Anything that is not a string (or, for ``statusCode``, a small integer) is read as missing.
     """
-    detail = normalize_status_code(status_code)
+    return map_keys(
+        normalize_type(type_), normalize_status_code(status_code), normalize_type(scan_code)
+    )
+
+
+def map_keys(kind: str, detail: str, scan: str) -> Status | None:
+    """:func:`map_status` of codes already normalized (``normalize_type`` of the type and the
+    scan code, ``normalize_status_code`` of the status code)."""
     if detail in STATUS_CODES and detail not in GENERIC_STATUS_CODES:
         return STATUS_CODES[detail]
-    scan = normalize_type(scan_code)
     if scan in SCAN_CODES:
         return SCAN_CODES[scan]
-    kind = normalize_type(type_)
     if kind in TYPE_DEFAULTS:
         return TYPE_DEFAULTS[kind]
     if detail in STATUS_CODES:  # a generic code with no usable type: say what the code says

@@ -22,9 +22,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
+from functools import lru_cache
 
 from carriers.timezones import in_zone, zone_for_place
 
+_CLOCK = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?", re.ASCII)  # H:MM, HH:MM, H:MM:SS, HH:MM:SS
 _OFFSET = re.compile(r"^([+-])(\d{1,2})(?::(\d{2}))?$|^([+-])(\d{2})(\d{2})$")
 
 
@@ -36,7 +38,7 @@ def parse_date(value: object) -> date | None:
     if len(text) != 8 or not (text.isascii() and text.isdigit()):
         return None
     try:
-        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+        return date.fromisoformat(text)  # ISO 8601's basic format; eight digits checked above
     except ValueError:
         return None
 
@@ -47,28 +49,29 @@ def parse_time(value: object) -> time | None:
         return None
     text = value.strip()
     if ":" in text:
-        parts = text.split(":")
-        if len(parts) not in (2, 3) or not all(p.isascii() and p.isdigit() for p in parts):
+        if _CLOCK.fullmatch(text) is None:
             return None
-        if not (1 <= len(parts[0]) <= 2 and all(len(p) == 2 for p in parts[1:])):
-            return None
-        numbers = [int(p) for p in parts] + [0]
-        hour, minute, second = numbers[:3]
+        iso = "0" + text if text[1] == ":" else text  # HH:MM[:SS]
     else:
         if not (1 <= len(text) <= 6 and text.isascii() and text.isdigit()):
             return None
-        digits = text.zfill(6)
-        hour, minute, second = int(digits[:2]), int(digits[2:4]), int(digits[4:])
+        iso = text.zfill(6)  # HHMMSS
     try:
-        return time(hour, minute, second)
+        return time.fromisoformat(iso)  # the same checks as time(hour, minute, second)
     except ValueError:
         return None
 
 
 def parse_offset(value: object) -> tzinfo | None:
     """``-05:00``, ``+0530``, ``+1`` as a fixed zone, or None."""
+    if type(value) is str:
+        return _known_offset(value)
     if not isinstance(value, str):
         return None
+    return _offset(value)
+
+
+def _offset(value: str) -> tzinfo | None:
     match = _OFFSET.match(value.strip())
     if match is None:
         return None
@@ -78,6 +81,10 @@ def parse_offset(value: object) -> tzinfo | None:
     if delta >= timedelta(hours=18) or int(minutes or 0) >= 60:
         return None
     return timezone(-delta if sign == "-" else delta)
+
+
+_known_offset = lru_cache(maxsize=256)(_offset)
+"""Offsets read before: UPS writes the same few dozen."""
 
 
 def local_moment(
@@ -94,12 +101,13 @@ def local_moment(
         return None
     local_time = parse_time(clock)
     date_only = local_time is None
-    naive = datetime.combine(local_day, time(12) if local_time is None else local_time)
+    clock_time = time(12) if local_time is None else local_time
     try:
         fixed = parse_offset(offset)
         if fixed is not None:
             source = "local:date-only:offset" if date_only else "offset"
-            return naive.replace(tzinfo=fixed).astimezone(UTC), source
+            return datetime.combine(local_day, clock_time, fixed).astimezone(UTC), source
+        naive = datetime.combine(local_day, clock_time)
         return in_zone(naive, zone_for_place(country, region), date_only=date_only)
     except (OverflowError, ValueError):
         return None
@@ -107,11 +115,17 @@ def local_moment(
 
 def activity_moment(activity: Mapping[str, object]) -> tuple[datetime, str] | None:
     """When a UPS ``activity`` happened, as ``(UTC, time_source)``; None if it has no date."""
+    return moment_at(activity, *place_of(activity.get("location")))
+
+
+def moment_at(
+    activity: Mapping[str, object], country: str | None, region: str | None
+) -> tuple[datetime, str] | None:
+    """:func:`activity_moment` with the place of the activity (:func:`place_of`) already read."""
     gmt_day = parse_date(activity.get("gmtDate"))
     gmt_time = parse_time(activity.get("gmtTime"))
     if gmt_day is not None and gmt_time is not None:
         return datetime.combine(gmt_day, gmt_time, tzinfo=UTC), "utc"
-    country, region = place_of(activity.get("location"))
     return local_moment(
         activity.get("date"),
         activity.get("time"),

@@ -27,13 +27,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
+from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 from carriers.base import Outcome, TrackResult
-from carriers.timezones import in_zone, zone_for_place
+from carriers.timezones import in_zone, with_zone, zone_for_place
 from carriers.usps.statuses import map_status
 from carriers.usps.zones import country_code, country_of_state, state_for_zip
-from tracker.domain import TrackingEvent
+from tracker.domain import TrackingEvent, new_event
 from tracker.text import clean_text
 
 _OFFSET = re.compile(r"^(?:GMT|UTC)?\s*([+-]?)\s*(\d{1,2})(?::?(\d{2}))?$", re.IGNORECASE)
@@ -57,8 +59,14 @@ def parse_gmt_offset(value: object) -> timedelta | None:
         if not -14 <= value <= 14:  # also refuses NaN
             return None
         return timedelta(hours=float(value))
+    if type(value) is str:
+        return _known_offset(value)
     if not isinstance(value, str):
         return None
+    return _offset(value)
+
+
+def _offset(value: str) -> timedelta | None:
     match = _OFFSET.match(value.strip())
     if match is None:
         return None
@@ -67,6 +75,10 @@ def parse_gmt_offset(value: object) -> timedelta | None:
         return None
     offset = timedelta(hours=hours, minutes=minutes)
     return -offset if sign == "-" else offset
+
+
+_known_offset = lru_cache(maxsize=256)(_offset)
+"""Offsets read before: USPS writes the same few dozen."""
 
 
 def _read_iso(value: object) -> tuple[datetime, bool] | None:
@@ -80,7 +92,7 @@ def _read_iso(value: object) -> tuple[datetime, bool] | None:
         moment = datetime.fromisoformat(text)
     except ValueError:
         return None
-    if _DATE_ONLY.match(text):
+    if len(text) == 10 and _DATE_ONLY.match(text):
         return datetime.combine(moment.date(), time(12)), True
     return moment, False
 
@@ -92,7 +104,7 @@ def _gmt(value: object) -> datetime | None:
         return None
     moment = read[0]
     try:
-        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC) if moment.tzinfo else with_zone(moment, UTC)
     except (ValueError, OverflowError):
         return None
 
@@ -110,10 +122,11 @@ def event_time(raw: Mapping[str, Any], place_zone: tzinfo | None) -> tuple[datet
         stamp = str(raw.get("eventTimestamp")).strip()
         if moment.tzinfo is not None and stamp[-1] not in "zZ":
             return moment.astimezone(UTC), "offset"
-        moment = moment.replace(tzinfo=None)  # a "Z" here is USPS's local time, see above
+        if moment.tzinfo is not None:
+            moment = with_zone(moment, None)  # a "Z" here is USPS's local time, see above
         offset = parse_gmt_offset(raw.get("GMTOffset"))
         if offset is not None and not date_only:
-            return moment.replace(tzinfo=timezone(offset)).astimezone(UTC), "offset"
+            return with_zone(moment, timezone(offset)).astimezone(UTC), "offset"
         return in_zone(moment, place_zone, date_only=date_only)
     except (ValueError, OverflowError):
         return None
@@ -195,13 +208,13 @@ def _parse_details(number: str, body: dict[str, Any], raw_events: list[Any]) -> 
         else:
             events.append(event)
     events.reverse()  # USPS lists newest first
-    events.sort(key=lambda e: e.happened_at)  # stable: equal times keep that order
+    events.sort(key=_HAPPENED_AT)  # stable: equal times keep that order
 
     extra: dict[str, Any] = {"skipped_events": skipped}
     for key, name in (("mailClass", "mail_class"), ("trackingNumber", "tracking_number")):
         if value := _text(body.get(key)):
             extra[name] = value
-    raw_status = "/".join(p for p in (_text(category), _text(body.get("status"))) if p)
+    raw_status = "/".join([p for p in (_text(category), _text(body.get("status"))) if p])
     return TrackResult(
         number,
         Outcome.FOUND,
@@ -232,8 +245,12 @@ def parse_event(raw: object, category: object = None) -> TrackingEvent | None:
         return None
     event_type = _text(raw.get("eventType"))
     code = raw.get("eventCode")
+    extra: dict[str, str] = {}
+    for key in _EXTRA_FIELDS:
+        if value := _text(raw.get(key)):
+            extra[key] = value
     try:
-        return TrackingEvent(
+        return new_event(
             happened_at=stamped[0],
             status=map_status(code, event_type, category),
             carrier_code=_code_text(code),
@@ -243,7 +260,7 @@ def parse_event(raw: object, category: object = None) -> TrackingEvent | None:
             country=country,
             zip=zip_code or None,
             time_source=stamped[1],
-            extra={k: v for k in _EXTRA_FIELDS if (v := _text(raw.get(k)))},
+            extra=extra,
         )
     except (ValueError, OverflowError):
         return None
@@ -291,6 +308,8 @@ def _code_text(code: object) -> str:
     return _text(code)
 
 
-def _text(value: object) -> str:
-    """Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`)."""
-    return clean_text(value)
+_text = clean_text
+"""Carrier text, cleaned and bounded (:func:`tracker.text.clean_text`; the function itself, not
+a wrapper: parsers call it a dozen times per scan)."""
+
+_HAPPENED_AT = attrgetter("happened_at")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import NamedTuple
 
 from tracker.domain import Status
@@ -233,10 +234,20 @@ def map_status(code: object, event_type: object = "", category: object = None) -
         status = row.status
         if status is _TRANSIT and normalize_category(category) == "alert":
             status = _DELAYED
-    if status is None:
-        return None
-    text = event_type if isinstance(event_type, str) else ""
-    for pattern, refined in REFINEMENTS.get(status, ()):
+    if status is None or status not in REFINEMENTS:
+        return status
+    if type(event_type) is str:
+        return _refined(status, event_type)
+    return _refine(status, event_type if isinstance(event_type, str) else "")
+
+
+def _refine(status: Status, text: str) -> Status:
+    for pattern, refined in REFINEMENTS[status]:
         if pattern.search(text):
             return refined
     return status
+
+
+_refined = lru_cache(maxsize=2048)(_refine)
+""":func:`_refine` of words seen before: USPS repeats the same few ``eventType`` texts, and
+reading one runs several expressions."""
