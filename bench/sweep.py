@@ -52,7 +52,7 @@ from bench.procstat import (
     server_cpu_seconds,
 )
 from bench.sweep_world import HOURS_PER_SWEEP, WorldSpec, default_mix, run_world
-from tracker.loop import loop_name
+from tracker.loop import loop_name, settle_gc
 from tracker.loop import run as run_loop
 
 MIB = 1024 * 1024
@@ -202,6 +202,7 @@ async def sweeps(
             _session=session,
             _adapters=build_adapters(config.carriers, session),
         )
+        settle_gc()  # as `tracker run` does
         postmaster = postmaster_of(await pool.fetchval("SELECT pg_backend_pid()"))
         for k in range(args.sweeps):
             if k:

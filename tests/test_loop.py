@@ -53,3 +53,15 @@ def test_the_cli_says_so_without_a_traceback(tmp_path):
 
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+
+
+def test_settle_gc_freezes_what_exists_and_raises_the_thresholds():
+    code = (
+        "import gc; from tracker.loop import GC_THRESHOLDS, settle_gc; "
+        "before = gc.get_freeze_count(); settle_gc(); "
+        "print(gc.get_threshold() == GC_THRESHOLDS, before == 0 < gc.get_freeze_count())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.stdout.split() == ["True", "True"], result.stderr

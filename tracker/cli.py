@@ -23,6 +23,7 @@ from tracker.db.embedded import DataDirectoryError, EmbeddedPostgresError
 from tracker.db.migrations import MigrationError
 from tracker.db.pool import DatabaseUnavailable
 from tracker.loop import run as run_loop
+from tracker.loop import settle_gc
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -237,6 +238,7 @@ def run_until_signal(main_coro: Callable[[asyncio.Event], Coroutine[Any, Any, in
     """Run ``main_coro(stop)`` with ``stop`` set on the first SIGINT/SIGTERM."""
 
     async def runner() -> int:
+        settle_gc()  # a long-running process from here on
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
