@@ -10,7 +10,7 @@ reaches every caller it held, and many handovers share a transaction.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
@@ -169,3 +169,29 @@ async def test_results_of_a_claim_taken_over_are_not_stored(pool):
     rows = await stored(pool)
     assert rows[shipment.id]["status"] is None
     assert rows[shipment.id]["lease_owner"] == "someone-else"
+
+
+async def test_times_and_text_are_stored_exactly(pool):
+    (shipment,) = await seed(pool, [("dhl", "JD00000006")])
+    india = timezone(timedelta(hours=5, minutes=30))
+    at = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=123456)
+    eta = datetime(2026, 11, 29, 18, 0, 0, 5, tzinfo=india)
+    event = TrackingEvent(
+        at,
+        Status.IN_TRANSIT,
+        carrier_code="AR",
+        message='Arrived "at" hub \\ Malmö — 北京 \U0001f69a',
+        city="Zürich",
+        zip="8001",
+        time_source="local:zone assumed",
+    )
+    result = TrackResult("JD00000006", Outcome.FOUND, events=(event,), estimated_delivery_at=eta)
+    await recorder_for(pool).record(WORKER, [shipment], {"JD00000006": result})
+    row = await pool.fetchrow("SELECT * FROM tracking_events")
+    assert row["happened_at"] == at
+    assert row["estimated_delivery_at"] == eta
+    assert row["message"] == 'Arrived "at" hub \\ Malmö — 北京 \U0001f69a'
+    assert (row["city"], row["zip"], row["carrier_code"]) == ("Zürich", "8001", "AR")
+    assert row["time_source"] == "local:zone assumed"
+    assert row["dedupe_key"] == event.dedupe_key
+    assert (row["writeback_state"], row["writeback_error"]) == ("pending", None)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
+import orjson
 
 from carriers.base import Outcome, TrackResult
 from tracker.config import PollingConfig, WritebackConfig
@@ -36,13 +37,19 @@ log = logging.getLogger(__name__)
 FLUSH_SHIPMENTS = 500
 """Most shipments stored in one transaction (more wait for the next flush)."""
 
+# The events travel as one JSON document (orjson writes it in a fraction of the time asyncpg
+# takes to encode fourteen arrays, which was an eighth of the poller's CPU); PostgreSQL reads
+# it back into rows. Every timestamp in it is UTC with its offset written out.
 _INSERT_EVENTS = """
 INSERT INTO tracking_events (shipment_id, status, happened_at, time_source, carrier_code,
     message, city, province, country, zip, estimated_delivery_at, dedupe_key,
     writeback_state, writeback_error)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
-    $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
-    $12::text[], $13::text[], $14::text[])
+SELECT shipment_id, status, happened_at, time_source, carrier_code, message, city, province,
+       country, zip, estimated_delivery_at, dedupe_key, writeback_state, writeback_error
+FROM json_to_recordset($1::json) AS r(shipment_id bigint, status text, happened_at timestamptz,
+    time_source text, carrier_code text, message text, city text, province text, country text,
+    zip text, estimated_delivery_at timestamptz, dedupe_key text, writeback_state text,
+    writeback_error text)
 ON CONFLICT (shipment_id, dedupe_key) DO NOTHING
 RETURNING shipment_id
 """
@@ -223,11 +230,14 @@ async def record_results(
     """
     now = datetime.now(UTC)
     stale_before = now - writeback.max_event_age
-    cols: list[list[object]] = [[] for _ in range(14)]
+    events: list[dict[str, object]] = []
     for shipment in batch:
         result = results.get(shipment.id)
         if result is None or result.outcome is not Outcome.FOUND:
             continue
+        eta = result.estimated_delivery_at
+        if eta is not None:
+            eta = eta.astimezone(UTC)  # as asyncpg read it: a naive time is local time
         for event in result.events:
             if event.status is None:
                 state, reason = "skipped", "no Shopify status for this scan"
@@ -235,24 +245,24 @@ async def record_results(
                 state, reason = "skipped", "already old when first seen; not sent"
             else:
                 state, reason = "pending", None
-            row: tuple[object, ...] = (
-                shipment.id,
-                event.status.value if event.status else None,
-                event.happened_at,
-                event.time_source,
-                clean_text(event.carrier_code, 200),
-                clean_text(event.message, 2000),
-                _clip(event.city),
-                _clip(event.province),
-                _clip(event.country),
-                _clip(event.zip),
-                result.estimated_delivery_at,
-                event.dedupe_key,
-                state,
-                reason,
+            events.append(
+                {
+                    "shipment_id": shipment.id,
+                    "status": event.status.value if event.status else None,
+                    "happened_at": event.happened_at,  # UTC: TrackingEvent sees to it
+                    "time_source": clean_text(event.time_source, 200),
+                    "carrier_code": clean_text(event.carrier_code, 200),
+                    "message": clean_text(event.message, 2000),
+                    "city": _clip(event.city),
+                    "province": _clip(event.province),
+                    "country": _clip(event.country),
+                    "zip": _clip(event.zip),
+                    "estimated_delivery_at": eta,
+                    "dedupe_key": event.dedupe_key,
+                    "writeback_state": state,
+                    "writeback_error": reason,
+                }
             )
-            for col, cell in zip(cols, row, strict=True):
-                col.append(cell)
     ids = [s.id for s in batch]
     async with pool.acquire() as conn, conn.transaction():
         multi = await lock_multi_parcel(conn, ids)
@@ -270,12 +280,13 @@ async def record_results(
                     [k[1] for k in keys],
                 )
             }
-            for i, shipment_id in enumerate(cols[0]):
-                if shipment_id in multi_ids and cols[12][i] == "pending":
-                    cols[12][i], cols[13][i] = "skipped", MULTI_PARCEL
+            for row in events:
+                if row["shipment_id"] in multi_ids and row["writeback_state"] == "pending":
+                    row["writeback_state"], row["writeback_error"] = "skipped", MULTI_PARCEL
         inserted: Counter[int] = Counter()
-        if cols[0]:
-            inserted.update(r[0] for r in await conn.fetch(_INSERT_EVENTS, *cols))
+        if events:
+            document = orjson.dumps(events).decode()
+            inserted.update(r[0] for r in await conn.fetch(_INSERT_EVENTS, document))
         newest_rows = {
             r["shipment_id"]: r for r in await conn.fetch(_NEWEST, ids, [s.value for s in Status])
         }
