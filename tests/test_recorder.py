@@ -195,3 +195,11 @@ async def test_times_and_text_are_stored_exactly(pool):
     assert row["time_source"] == "local:zone assumed"
     assert row["dedupe_key"] == event.dedupe_key
     assert (row["writeback_state"], row["writeback_error"]) == ("pending", None)
+    ship = await pool.fetchrow("SELECT *, next_poll_at - last_polled_at AS wait FROM shipments")
+    assert (ship["status"], ship["status_at"], ship["last_scan_at"]) == ("in_transit", at, at)
+    assert ship["last_event_id"] == row["id"]
+    assert (ship["estimated_delivery_at"], ship["first_eta"]) == (eta, eta)
+    assert (ship["carrier_state"], ship["poll_failures"], ship["active"]) == ("found", 0, True)
+    polling = PollingConfig()
+    assert polling.in_transit_every / 2 < ship["wait"] < polling.in_transit_every * 2
+    assert ship["lease_owner"] is None
