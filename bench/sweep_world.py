@@ -12,7 +12,9 @@ events and no parcel reaches a final status during the run.
 The sandboxes are the carriers' own ``sandbox_app(world)`` with two bench-only changes: a
 middleware that waits ``latency_ms`` before each request is handled (network and carrier
 latency) and a :class:`BenchWorld` with no rate limit and no request log (a test aid that would
-only cost the sandbox CPU here). Nothing in ``carriers/`` is changed.
+only cost the sandbox CPU here). Nothing in ``carriers/`` is changed. The process runs on the
+loop the daemon and ``tracker sandbox`` run on (:func:`tracker.loop.run`: uvloop), with their
+garbage collector settings (:func:`tracker.loop.settle_gc`, once the world is built).
 """
 
 from __future__ import annotations
@@ -228,6 +230,7 @@ def latency_middleware(latency_ms: float) -> Callable[..., Awaitable[Any]]:
 async def _serve(spec: WorldSpec, conn: Connection) -> None:
     from aiohttp import web
 
+    from tracker.loop import settle_gc
     from tracker.sandbox.serve import serve
 
     codes = [code for code, _ in spec.carriers]
@@ -261,6 +264,7 @@ async def _serve(spec: WorldSpec, conn: Connection) -> None:
         runner, url = await serve(app, 0)
         runners.append(runner)
         settings[code] = {**modules[code].SANDBOX_SETTINGS, "base_url": url}
+    settle_gc()  # as `tracker sandbox` does: the world, built once, is out of the collector's walks
     conn.send(("ready", {"carriers": settings, "seed_seconds": round(seed_seconds, 2)}))
     try:
         while True:
@@ -280,8 +284,10 @@ async def _serve(spec: WorldSpec, conn: Connection) -> None:
 
 def run_world(spec: WorldSpec, conn: Connection) -> None:
     """Child process: seed, serve the sandboxes, obey ``advance`` / ``cpu`` / ``stop``."""
+    from tracker.loop import run  # uvloop, as ``tracker sandbox`` and the daemon run on
+
     try:
-        asyncio.run(_serve(spec, conn))
+        run(_serve(spec, conn))
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         raise

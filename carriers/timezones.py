@@ -246,12 +246,12 @@ def format_timestamp(moment: datetime, zone: tzinfo | None, style: str) -> str:
     """
     if zone is None or style == "utc":
         in_utc = moment.astimezone(UTC)
+        # isoformat(timespec="seconds") and strftime("%Y-%m-%dT%H:%M:%SZ") at a fraction of
+        # the CPU (the sandboxes write many).
+        fields = (in_utc.year, in_utc.month, in_utc.day, in_utc.hour, in_utc.minute, in_utc.second)
         if style == "offset":
-            return in_utc.isoformat(timespec="seconds")
-        # strftime("%Y-%m-%dT%H:%M:%SZ") at a third of the CPU (the sandboxes write many).
-        return "%d-%02d-%02dT%02d:%02d:%02dZ" % (  # noqa: UP031 (faster than an f-string)
-            in_utc.year, in_utc.month, in_utc.day, in_utc.hour, in_utc.minute, in_utc.second,
-        )  # fmt: skip
+            return "%04d-%02d-%02dT%02d:%02d:%02d+00:00" % fields  # noqa: UP031
+        return "%d-%02d-%02dT%02d:%02d:%02dZ" % fields  # noqa: UP031
     local = moment.astimezone(zone)
     if style == "offset":
         return local.isoformat(timespec="seconds")

@@ -48,6 +48,7 @@ from carriers.sandbox_base import (
     RequestRecord,
     add_control_routes,
     fault_pause,
+    json_response,
     truncated_json,
 )
 
@@ -106,7 +107,7 @@ def envelope(
 ) -> web.Response:
     """AfterShip's answer: ``{"meta": {code, message, type}, "data": ...}`` with ``status``."""
     kind = "Created" if status == 201 else _TYPES.get(status, "OK" if status < 400 else "Error")
-    return web.json_response(
+    return json_response(
         {"meta": {"code": code, "message": message, "type": kind}, "data": dict(data or {})},
         status=status,
         headers={"as-api-version": API_PATH.rsplit("/", 1)[-1], **(headers or {})},

@@ -36,9 +36,11 @@ from carriers.sandbox_base import (
     Timeline,
     add_control_routes,
     fault_pause,
+    json_response,
+    place_zone,
     truncated_json,
 )
-from carriers.timezones import format_timestamp, zone_for_place
+from carriers.timezones import format_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -60,45 +62,46 @@ NOT_FOUND_TITLE = "No result found"
 NOT_FOUND_DETAIL = "No shipment with given tracking number found."
 
 
+_WORDING: Mapping[Kind, tuple[str, str]] = {
+    Kind.LABEL: (
+        "pre-transit",
+        "The instruction data for this shipment have been provided by the sender to DHL "
+        "electronically",
+    ),
+    Kind.PICKUP: ("transit", "The shipment has been picked up"),
+    Kind.TRANSIT: ("transit", "The shipment has been processed in the parcel center"),
+    Kind.CUSTOMS: ("transit", "The shipment is being prepared for customs clearance"),
+    Kind.DELAY: (
+        "transit",
+        "The shipment is delayed. The transport to the destination is taking longer than planned",
+    ),
+    Kind.OUT_FOR_DELIVERY: ("transit", "The shipment has been loaded onto the delivery vehicle"),
+    Kind.ATTEMPT: (
+        "failure",
+        "The delivery attempt failed: the recipient was not at home. A notification card has "
+        "been left",
+    ),
+    Kind.PICKUP_POINT: (
+        "transit",
+        "The shipment is available for pick-up at the Packstation / retail outlet",
+    ),
+    Kind.DELIVERED: ("delivered", "The shipment has been delivered"),
+    Kind.EXCEPTION: (
+        "failure",
+        "The shipment was damaged in transit and cannot be processed further",
+    ),
+    Kind.RETURNED: ("failure", "The shipment has been returned to the sender"),
+    Kind.INFO: ("unknown", "The shipment data has been updated"),
+}
+"""``(statusCode, status)`` per kind; a parcel center scan also names its city."""
+
+
 def _wording(kind: Kind, city: str) -> tuple[str, str]:
     """``(statusCode, status)`` DHL would show for a scan of ``kind`` in ``city``."""
-    where = f" of {city}" if city else ""
-    words: dict[Kind, tuple[str, str]] = {
-        Kind.LABEL: (
-            "pre-transit",
-            "The instruction data for this shipment have been provided by the sender to DHL "
-            "electronically",
-        ),
-        Kind.PICKUP: ("transit", "The shipment has been picked up"),
-        Kind.TRANSIT: ("transit", f"The shipment has been processed in the parcel center{where}"),
-        Kind.CUSTOMS: ("transit", "The shipment is being prepared for customs clearance"),
-        Kind.DELAY: (
-            "transit",
-            "The shipment is delayed. The transport to the destination is taking longer than "
-            "planned",
-        ),
-        Kind.OUT_FOR_DELIVERY: (
-            "transit",
-            "The shipment has been loaded onto the delivery vehicle",
-        ),
-        Kind.ATTEMPT: (
-            "failure",
-            "The delivery attempt failed: the recipient was not at home. A notification card has "
-            "been left",
-        ),
-        Kind.PICKUP_POINT: (
-            "transit",
-            "The shipment is available for pick-up at the Packstation / retail outlet",
-        ),
-        Kind.DELIVERED: ("delivered", "The shipment has been delivered"),
-        Kind.EXCEPTION: (
-            "failure",
-            "The shipment was damaged in transit and cannot be processed further",
-        ),
-        Kind.RETURNED: ("failure", "The shipment has been returned to the sender"),
-        Kind.INFO: ("unknown", "The shipment data has been updated"),
-    }
-    return words[kind]
+    code, words = _WORDING[kind]
+    if kind is Kind.TRANSIT and city:
+        return code, f"{words} of {city}"
+    return code, words
 
 
 class TimeStyle(Enum):
@@ -109,10 +112,12 @@ class TimeStyle(Enum):
     LOCAL = "local"
 
 
+_STYLES = tuple(TimeStyle)
+
+
 def time_style(number: str) -> TimeStyle:
     """The same style for a number every time it is asked, spread evenly over numbers."""
-    styles = list(TimeStyle)
-    return styles[zlib.crc32(number.strip().upper().encode()) % len(styles)]
+    return _STYLES[zlib.crc32(number.strip().upper().encode()) % len(_STYLES)]
 
 
 def render_time(moment: datetime, country: str, style: TimeStyle) -> str:
@@ -121,27 +126,30 @@ def render_time(moment: datetime, country: str, style: TimeStyle) -> str:
     Without a known zone for ``country`` an offset style writes ``+00:00`` and the zone-less
     style falls back to ``Z``.
     """
-    return format_timestamp(moment, zone_for_place(country), style.value)
+    return format_timestamp(moment, place_zone(country), style.value)
 
 
 def render_event(moment: datetime, scan: Scan, style: TimeStyle) -> dict[str, Any]:
     """One scan as a DHL shipment event."""
+    return _event(moment, scan, style.value)
+
+
+def _event(moment: datetime, scan: Scan, style: str) -> dict[str, Any]:
     code, words = _wording(scan.kind, scan.city)
     event: dict[str, Any] = {
-        "timestamp": render_time(moment, scan.country, style),
+        "timestamp": format_timestamp(moment, place_zone(scan.country), style),
         "statusCode": code,
         "status": words,
         "description": words,
     }
-    address = {
-        key: value
-        for key, value in (
-            ("countryCode", scan.country.upper()),
-            ("postalCode", scan.postal_code),
-            ("addressLocality", scan.city),
-        )
-        if value
-    }
+    address = {}
+    country = scan.country.upper()
+    if country:
+        address["countryCode"] = country
+    if scan.postal_code:
+        address["postalCode"] = scan.postal_code
+    if scan.city:
+        address["addressLocality"] = scan.city
     if address:
         event["location"] = {"address": address}
     if scan.message:
@@ -154,8 +162,8 @@ def render_shipments(timeline: Timeline, now: datetime) -> dict[str, Any] | None
     visible = timeline.visible(now)
     if not visible:
         return None
-    style = time_style(timeline.tracking_number)
-    events = [render_event(moment, scan, style) for moment, scan in reversed(visible)]
+    style = time_style(timeline.tracking_number).value
+    events = [_event(moment, scan, style) for moment, scan in reversed(visible)]
     last_country = next((s.country for _, s in reversed(visible) if s.country), "")
     service = timeline.service if timeline.service in DHL_SERVICES else "parcel-de"
     shipment: dict[str, Any] = {
@@ -172,9 +180,8 @@ def render_shipments(timeline: Timeline, now: datetime) -> dict[str, Any] | None
     if last_country:
         shipment["destination"] = {"address": {"countryCode": last_country.upper()}}
     eta = timeline.eta()
-    delivered = any(scan.kind is Kind.DELIVERED for _, scan in visible)
-    if eta is not None and not delivered:
-        shipment["estimatedTimeOfDelivery"] = render_time(eta, last_country, style)
+    if eta is not None and not any(scan.kind is Kind.DELIVERED for _, scan in visible):
+        shipment["estimatedTimeOfDelivery"] = format_timestamp(eta, place_zone(last_country), style)
     return {"shipments": [shipment]}
 
 
@@ -182,7 +189,7 @@ def _problem(
     status: int, title: str, detail: str, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     """DHL's error answer: ``application/problem+json`` ``{title, status, detail}``."""
-    return web.json_response(
+    return json_response(
         {"title": title, "status": status, "detail": detail},
         status=status,
         content_type=PROBLEM_JSON,
@@ -229,7 +236,7 @@ async def _answer(request: web.Request, world: CarrierWorld, number: str) -> web
         return web.Response(text=truncated_json(whole), content_type="application/json")
     if body is None:
         return _problem(404, NOT_FOUND_TITLE, NOT_FOUND_DETAIL)
-    return web.json_response(body, headers={"Content-Language": "en"})
+    return json_response(body, headers={"Content-Language": "en"})
 
 
 def _too_many(world: CarrierWorld) -> web.Response:

@@ -38,6 +38,7 @@ from carriers.sandbox_base import (
     add_control_routes,
     bearer,
     fault_pause,
+    json_response,
     truncated_json,
 )
 
@@ -87,7 +88,7 @@ def _errors(
     """FedEx's error answer: ``{transactionId, customerTransactionId, errors[{code, message}]}``."""
     body = _envelope(request)
     body["errors"] = [{"code": code, "message": message}]
-    return web.json_response(body, status=status, headers=headers)
+    return json_response(body, status=status, headers=headers)
 
 
 def _envelope(request: web.Request) -> dict[str, Any]:
@@ -116,7 +117,7 @@ async def _token(request: web.Request) -> web.Response:
     ):
         response = _errors(401, "NOT.AUTHORIZED.ERROR", MESSAGE_BAD_CREDENTIALS, request)
     else:
-        response = web.json_response(
+        response = json_response(
             {"access_token": issuer.issue(), "token_type": "bearer", "expires_in": EXPIRES_IN,
              "scope": "CXS"}
         )  # fmt: skip
@@ -167,7 +168,7 @@ async def _answer(
     body["output"] = {"completeTrackResults": entries}
     if Fault.MALFORMED in faults:
         return web.Response(text=truncated_json(json.dumps(body)), content_type="application/json")
-    return web.json_response(body)
+    return json_response(body)
 
 
 def _request_problem(

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
-from carriers.sandbox_base import Kind, Scan, Timeline
-from carriers.timezones import zone_for_place
+from carriers.sandbox_base import Kind, Scan, Timeline, place_zone, wall_time
 
 CITY_STATES: dict[tuple[str, str], str] = {
     ("US", "AUSTIN"): "TX", ("US", "BOSTON"): "MA", ("US", "CHICAGO"): "IL",
@@ -97,40 +97,57 @@ class TimeStyle(Enum):
     LOCAL = "local"
 
 
+_STYLES = tuple(TimeStyle)
+
+
 def time_style(number: str) -> TimeStyle:
     """The same style for a number every time it is asked, spread evenly over numbers."""
-    styles = list(TimeStyle)
-    return styles[zlib.crc32(number.strip().upper().encode()) % len(styles)]
+    return _STYLES[zlib.crc32(number.strip().upper().encode()) % len(_STYLES)]
 
 
 def state_of(scan: Scan) -> str:
     """The ``stateOrProvinceCode`` FedEx would give for the scan's place ("" if unknown)."""
-    return CITY_STATES.get((scan.country.strip().upper(), scan.city.strip().upper()), "")
+    return _state(scan.country, scan.city)
+
+
+@lru_cache(maxsize=1024)
+def _state(country: str, city: str) -> str:
+    return CITY_STATES.get((country.strip().upper(), city.strip().upper()), "")
+
+
+def _zone_of(scan: Scan) -> tzinfo | None:
+    return place_zone(scan.country, _state(scan.country, scan.city))
 
 
 def render_time(moment: datetime, country: str, state: str, style: TimeStyle) -> str:
     """``moment`` as FedEx writes it for a place in ``country`` / ``state``."""
-    zone = zone_for_place(country, state)
+    return _write(moment, place_zone(country, state), style)
+
+
+def _write(moment: datetime, zone: tzinfo | None, style: TimeStyle) -> str:
     if zone is None or style is TimeStyle.UTC:
-        return moment.astimezone(UTC).isoformat(timespec="seconds")
+        return wall_time(moment.astimezone(UTC)) + "+00:00"
     local = moment.astimezone(zone)
     if style is TimeStyle.OFFSET:
         return local.isoformat(timespec="seconds")
-    return local.replace(tzinfo=None).isoformat(timespec="seconds")
+    return wall_time(local)
 
 
 def render_place(scan: Scan) -> dict[str, Any]:
     """A scan's place as FedEx's ``scanLocation`` (upper-case city, as FedEx writes it)."""
-    place: dict[str, Any] = {
-        key: value
-        for key, value in (
-            ("city", scan.city.strip().upper()),
-            ("stateOrProvinceCode", state_of(scan)),
-            ("postalCode", scan.postal_code.strip()),
-            ("countryCode", scan.country.strip().upper()),
-        )
-        if value
-    }
+    place: dict[str, Any] = {}
+    city = scan.city.strip().upper()
+    if city:
+        place["city"] = city
+    state = _state(scan.country, scan.city)
+    if state:
+        place["stateOrProvinceCode"] = state
+    postal_code = scan.postal_code.strip()
+    if postal_code:
+        place["postalCode"] = postal_code
+    country = scan.country.strip().upper()
+    if country:
+        place["countryCode"] = country
     place["residential"] = False
     return place
 
@@ -138,9 +155,13 @@ def render_place(scan: Scan) -> dict[str, Any]:
 def render_scan(moment: datetime, scan: Scan, style: TimeStyle) -> dict[str, Any]:
     """One scan as a FedEx ``scanEvents`` entry."""
     words = WORDING[scan.kind]
-    exception = ". ".join(p for p in (words.exception, scan.message.strip()) if p)
+    message = scan.message.strip()
+    if words.exception and message:
+        exception = f"{words.exception}. {message}"
+    else:
+        exception = words.exception or message
     event: dict[str, Any] = {
-        "date": render_time(moment, scan.country, state_of(scan), style),
+        "date": _write(moment, _zone_of(scan), style),
         "eventType": words.event_type,
         "eventDescription": words.description,
         "exceptionCode": words.exception_code,
@@ -155,6 +176,17 @@ def render_scan(moment: datetime, scan: Scan, style: TimeStyle) -> dict[str, Any
     return event
 
 
+_DATE_TYPES = (
+    (Kind.LABEL, "SHIPMENT_DATA_RECEIVED"),
+    (Kind.PICKUP, "ACTUAL_PICKUP"),
+    (Kind.PICKUP, "SHIP"),
+    (Kind.ATTEMPT, "ATTEMPTED_DELIVERY"),
+    (Kind.DELIVERED, "ACTUAL_DELIVERY"),
+)
+"""``dateAndTimes`` entries: the first scan of a kind, and the type FedEx gives its time."""
+_DATED = frozenset(kind for kind, _ in _DATE_TYPES)
+
+
 def render_track_result(timeline: Timeline, now: datetime) -> dict[str, Any] | None:
     """The ``completeTrackResults`` entry for ``timeline`` as of ``now``; None before any scan."""
     visible = timeline.visible(now)
@@ -162,14 +194,14 @@ def render_track_result(timeline: Timeline, now: datetime) -> dict[str, Any] | N
         return None
     number = timeline.tracking_number
     style = time_style(number)
-    scans = [scan for _, scan in visible]
-    newest = scans[-1]
-    last_place = next((s for s in reversed(scans) if s.country), newest)
+    events = [render_scan(m, s, style) for m, s in reversed(visible)]  # newest first
+    newest = visible[-1][1]
+    count = len(visible)
+    # The last scan with a place (else the newest): where the parcel is, or is headed.
+    last = next((i for i in range(count - 1, -1, -1) if visible[i][1].country), count - 1)
+    last_zone = _zone_of(visible[last][1])
     service, service_words, short, carrier = SERVICES.get(timeline.service, SERVICES["parcel"])
     unique_id = f"{zlib.crc32(number.encode()) % 900_000 + 100_000}~{number}~{carrier}"
-
-    def when(moment: datetime, place: Scan = last_place) -> str:
-        return render_time(moment, place.country, state_of(place), style)
 
     words = WORDING[newest.kind]
     latest: dict[str, Any] = {
@@ -177,7 +209,7 @@ def render_track_result(timeline: Timeline, now: datetime) -> dict[str, Any] | N
         "derivedCode": words.derived_code or words.event_type,
         "statusByLocale": words.derived_status or words.description,
         "description": words.derived_status or words.description,
-        "scanLocation": render_place(newest),
+        "scanLocation": dict(events[0]["scanLocation"]),
     }
     if newest.kind is Kind.ATTEMPT:
         latest["ancillaryDetails"] = [
@@ -188,38 +220,47 @@ def render_track_result(timeline: Timeline, now: datetime) -> dict[str, Any] | N
     if newest.kind is Kind.DELAY:
         latest["delayDetail"] = {"type": "WEATHER", "status": "DELAYED"}
 
-    dates: list[dict[str, str]] = []
-    firsts: dict[Kind, datetime] = {}
-    for moment, scan in visible:
-        firsts.setdefault(scan.kind, moment)
-    for kind, date_type in ((Kind.LABEL, "SHIPMENT_DATA_RECEIVED"), (Kind.PICKUP, "ACTUAL_PICKUP"),
-                            (Kind.PICKUP, "SHIP"), (Kind.ATTEMPT, "ATTEMPTED_DELIVERY"),
-                            (Kind.DELIVERED, "ACTUAL_DELIVERY")):  # fmt: skip
-        if kind in firsts:
-            dates.append({"type": date_type, "dateTime": when(firsts[kind])})
-
+    firsts: dict[Kind, int] = {}  # kind -> index in visible of its first scan
+    attempts = 0
+    for i, (_, scan) in enumerate(visible):
+        firsts.setdefault(scan.kind, i)
+        attempts += scan.kind is Kind.ATTEMPT
+    written: dict[Kind, str] = {}  # the first scan of each dated kind, in the last place's zone
+    for kind, i in firsts.items():
+        if kind in _DATED:
+            moment, scan = visible[i]
+            if _zone_of(scan) is last_zone:  # its scan event has that time written already
+                written[kind] = events[count - 1 - i]["date"]
+            else:
+                written[kind] = _write(moment, last_zone, style)
+    dates = [
+        {"type": date_type, "dateTime": written[kind]}
+        for kind, date_type in _DATE_TYPES
+        if kind in firsts
+    ]
     result: dict[str, Any] = {
         "trackingNumberInfo": {
             "trackingNumber": number, "carrierCode": carrier, "trackingNumberUniqueId": unique_id,
         },
         "additionalTrackingInfo": {"hasAssociatedShipments": False, "nickname": "",
                                    "packageIdentifiers": []},
-        "recipientInformation": {"address": render_place(last_place)},
+        "recipientInformation": {"address": dict(events[count - 1 - last]["scanLocation"])},
         "latestStatusDetail": latest,
         "dateAndTimes": dates,
         "serviceDetail": {"type": service, "description": service_words,
                           "shortDescription": short},
-        "deliveryDetails": {"deliveryAttempts": str(sum(s.kind is Kind.ATTEMPT for s in scans))},
-        "scanEvents": [render_scan(m, s, style) for m, s in reversed(visible)],
+        "deliveryDetails": {"deliveryAttempts": str(attempts)},
+        "scanEvents": events,
         "availableImages": [],
         "specialHandlings": [],
     }  # fmt: skip
     eta = timeline.eta()
     if eta is not None and Kind.DELIVERED not in firsts:
-        dates.append({"type": "ESTIMATED_DELIVERY", "dateTime": when(eta)})
+        ends = _write(eta, last_zone, style)
+        dates.append({"type": "ESTIMATED_DELIVERY", "dateTime": ends})
         result["estimatedDeliveryTimeWindow"] = {
             "type": "ESTIMATED_DELIVERY",
-            "window": {"begins": when(eta - timedelta(hours=4)), "ends": when(eta)},
+            "window": {"begins": _write(eta - timedelta(hours=4), last_zone, style), "ends": ends},
         }
     return {"trackingNumber": number, "trackResults": [result]}
 

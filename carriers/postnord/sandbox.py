@@ -41,6 +41,7 @@ from carriers.sandbox_base import (
     Fault,
     add_control_routes,
     fault_pause,
+    json_response,
     truncated_json,
 )
 
@@ -70,7 +71,7 @@ def _error(status: int, message: str, *faults: dict[str, Any], **headers: str) -
     body: dict[str, Any] = {"message": message}
     if faults:
         body["compositeFault"] = {"faults": list(faults)}
-    return web.json_response(body, status=status, headers=headers or None)
+    return json_response(body, status=status, headers=headers or None)
 
 
 def _fault(code: str, text: str, param: str, value: str) -> dict[str, Any]:
@@ -149,7 +150,7 @@ async def _answer(request: web.Request, world: CarrierWorld, identifier: str) ->
 
 def _reply(body: dict[str, Any], callback: str | None) -> web.Response:
     if callback is None:
-        return web.json_response(body)
+        return json_response(body)
     return web.Response(
         text=f"{callback}({json.dumps(body)});", content_type="application/javascript"
     )

@@ -18,10 +18,11 @@ from __future__ import annotations
 import zlib
 from datetime import datetime
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
-from carriers.sandbox_base import Kind, Scan, Timeline
-from carriers.timezones import format_timestamp, zone_for_place
+from carriers.sandbox_base import Kind, Scan, Timeline, place_zone
+from carriers.timezones import format_timestamp
 
 # Kind -> (item status, eventCode, eventDescription, locationType)
 WORDING: dict[Kind, tuple[str, str, str, str]] = {
@@ -90,44 +91,57 @@ class TimeStyle(Enum):
     UTC = "utc"
 
 
+_STYLES = tuple(TimeStyle)
+
+
 def time_style(number: str) -> TimeStyle:
     """The same style for a number every time it is asked, spread evenly over numbers."""
-    styles = list(TimeStyle)
-    return styles[zlib.crc32(number.strip().upper().encode()) % len(styles)]
+    return _STYLES[zlib.crc32(number.strip().upper().encode()) % len(_STYLES)]
 
 
 def render_time(moment: datetime, country: str, style: TimeStyle) -> str:
     """``moment`` as PostNord writes it for a place in ``country``."""
-    return format_timestamp(moment, zone_for_place(country), style.value)
+    return format_timestamp(moment, place_zone(country), style.value)
 
 
 def render_location(scan: Scan, location_type: str) -> dict[str, Any]:
     """A ``LocationDto`` for the place of ``scan`` (``locationId`` and ``locationType`` are
     required by the spec, so a scan without a place gets an undefined one)."""
+    city = scan.city
     country = scan.country.upper()
-    if not (scan.city or country):
+    if not (city or country):
         return {"locationId": "0", "locationType": "UNDEF"}
-    place_id = zlib.crc32(f"{scan.city}|{country}".encode()) % 1_000_000
-    location: dict[str, Any] = {"locationId": f"{place_id:06d}", "locationType": location_type}
-    for key, value in (
-        ("displayName", scan.city),
-        ("name", scan.city),
-        ("city", scan.city),
-        ("postcode", scan.postal_code),
-        ("countryCode", country),
-        ("country", COUNTRY_NAMES.get(country, "")),
-    ):
-        if value:
-            location[key] = value
+    location: dict[str, Any] = {
+        "locationId": _place_id(city, country),
+        "locationType": location_type,
+    }
+    if city:
+        location["displayName"] = location["name"] = location["city"] = city
+    if scan.postal_code:
+        location["postcode"] = scan.postal_code
+    if country:
+        location["countryCode"] = country
+        name = COUNTRY_NAMES.get(country, "")
+        if name:
+            location["country"] = name
     return location
+
+
+@lru_cache(maxsize=4096)
+def _place_id(city: str, country: str) -> str:
+    return f"{zlib.crc32(f'{city}|{country}'.encode()) % 1_000_000:06d}"
 
 
 def render_event(moment: datetime, scan: Scan, style: TimeStyle) -> dict[str, Any]:
     """One scan as a PostNord ``TrackingEventDto``."""
+    return _event(moment, scan, style.value)
+
+
+def _event(moment: datetime, scan: Scan, style: str) -> dict[str, Any]:
     status, code, words, location_type = WORDING[scan.kind]
     description = f"{words} - {scan.message}" if scan.message else words
     return {
-        "eventTime": render_time(moment, scan.country, style),
+        "eventTime": format_timestamp(moment, place_zone(scan.country), style),
         "eventCode": code,
         "status": status,
         "eventDescription": description,
@@ -142,7 +156,7 @@ def render_response(timeline: Timeline, now: datetime) -> dict[str, Any] | None:
         return None
     number = timeline.tracking_number
     style = time_style(number)
-    events = [render_event(moment, scan, style) for moment, scan in visible]
+    events = [_event(moment, scan, style.value) for moment, scan in visible]
     statuses = [event["status"] for event in events]
     current = statuses[-1]
     header = WORDING[visible[-1][1].kind][2]

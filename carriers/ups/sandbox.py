@@ -48,6 +48,7 @@ from carriers.sandbox_base import (
     add_control_routes,
     bearer,
     fault_pause,
+    json_response,
     truncated_json,
 )
 from carriers.ups.sandbox_render import render_track_response
@@ -107,7 +108,7 @@ def _error(
 ) -> web.Response:
     status, code, message = spec
     text = f"{message}: {detail}" if detail else message
-    return web.json_response(
+    return json_response(
         {"response": {"errors": [{"code": code, "message": text}]}},
         status=status,
         headers=headers,
@@ -157,7 +158,7 @@ async def _issue_token(request: web.Request) -> web.Response:
         return _error(BAD_GRANT)
     issuer = request.app[TOKENS_KEY]
     token = issuer.issue()
-    return web.json_response(
+    return json_response(
         {
             "token_type": "Bearer",
             "issued_at": str(int(time.time() * 1000)),
@@ -234,8 +235,8 @@ async def _answer(request: web.Request, world: CarrierWorld, number: str) -> web
             "userRelation": [],
             "warnings": [{"code": code, "message": message}],
         }
-        return web.json_response({"trackResponse": {"shipment": [shipment]}})
-    return web.json_response(body)
+        return json_response({"trackResponse": {"shipment": [shipment]}})
+    return json_response(body)
 
 
 def build_app(

@@ -19,10 +19,10 @@ import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
-from carriers.sandbox_base import Kind, Scan, Timeline
-from carriers.timezones import zone_for_place
+from carriers.sandbox_base import Kind, Scan, Timeline, place_zone
 
 WORDING: Mapping[Kind, tuple[str, str, str, str]] = {
     Kind.LABEL: (
@@ -69,67 +69,91 @@ class TimeStyle(Enum):
     LOCAL = "local"  # date/time only
 
 
+_STYLES = tuple(TimeStyle)
+
+
 def time_style(number: str) -> TimeStyle:
     """The same style for a number every time it is asked, spread evenly over numbers."""
-    styles = list(TimeStyle)
-    return styles[zlib.crc32(number.strip().upper().encode()) % len(styles)]
+    return _STYLES[zlib.crc32(number.strip().upper().encode()) % len(_STYLES)]
 
 
-def _offset_text(moment: datetime) -> str:
-    offset = moment.utcoffset() or timedelta()
+@lru_cache(maxsize=256)
+def _offset_text(offset: timedelta | None) -> str:
+    """``gmtOffset``: ``-05:00``."""
+    offset = offset or timedelta()
     sign = "-" if offset < timedelta() else "+"
     minutes = abs(int(offset.total_seconds())) // 60
     return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+def _day(moment: datetime) -> str:
+    """``YYYYMMDD`` (``strftime("%Y%m%d")``, without its cost)."""
+    return "%d%02d%02d" % (moment.year, moment.month, moment.day)  # noqa: UP031 (faster)
+
+
+def _clock(moment: datetime) -> str:
+    """``HHMMSS``."""
+    return "%02d%02d%02d" % (moment.hour, moment.minute, moment.second)  # noqa: UP031
+
+
+def _add_times(
+    fields: dict[str, Any], moment: datetime, zone: tzinfo | None, style: TimeStyle
+) -> None:
+    """The time fields of one activity at ``moment``, for a place in ``zone`` (None: unknown),
+    added to ``fields`` in UPS's order."""
+    local = moment.astimezone(zone or UTC)
+    fields["date"] = _day(local)
+    fields["time"] = _clock(local)
+    if style is TimeStyle.LOCAL:
+        return
+    fields["gmtOffset"] = _offset_text(local.utcoffset())
+    if style is TimeStyle.OFFSET:
+        return
+    gmt = moment.astimezone(UTC)
+    fields["gmtDate"] = _day(gmt)
+    if style is TimeStyle.GMT:
+        fields["gmtTime"] = "%02d:%02d:%02d" % (gmt.hour, gmt.minute, gmt.second)  # noqa: UP031
+    else:
+        fields["gmtTime"] = str(gmt.hour * 10_000 + gmt.minute * 100 + gmt.second)
+
+
 def render_times(moment: datetime, zone: tzinfo | None, style: TimeStyle) -> dict[str, str]:
     """The time fields of one activity at ``moment``, for a place in ``zone`` (None: unknown)."""
-    local = moment.astimezone(zone or UTC)
-    fields = {"date": local.strftime("%Y%m%d"), "time": local.strftime("%H%M%S")}
-    if style is TimeStyle.LOCAL:
-        return fields
-    fields["gmtOffset"] = _offset_text(local)
-    if style is TimeStyle.OFFSET:
-        return fields
-    gmt = moment.astimezone(UTC)
-    fields["gmtDate"] = gmt.strftime("%Y%m%d")
-    compact = str(int(gmt.strftime("%H%M%S")))
-    fields["gmtTime"] = gmt.strftime("%H:%M:%S") if style is TimeStyle.GMT else compact
+    fields: dict[str, str] = {}
+    _add_times(fields, moment, zone, style)
     return fields
 
 
 def _address(scan: Scan) -> dict[str, str]:
+    address = {}
+    city = scan.city.upper()
+    if city:
+        address["city"] = city
+    if scan.postal_code:
+        address["postalCode"] = scan.postal_code
     country = scan.country.upper()
-    return {
-        key: value
-        for key, value in (
-            ("city", scan.city.upper()),
-            ("postalCode", scan.postal_code),
-            ("country", country),
-            ("countryCode", country),
-        )
-        if value
-    }
+    if country:
+        address["country"] = address["countryCode"] = country
+    return address
 
 
 def render_activity(moment: datetime, scan: Scan, style: TimeStyle) -> dict[str, Any]:
     """One scan as a UPS activity."""
     type_, code, status_code, words = WORDING[scan.kind]
-    description = f"{words} - {scan.message}" if scan.message else words
     activity: dict[str, Any] = {
         "status": {
             "type": type_,
-            "description": description,
+            "description": f"{words} - {scan.message}" if scan.message else words,
             "code": code,
             "statusCode": status_code,
         },
-        **render_times(moment, zone_for_place(scan.country), style),
     }
+    _add_times(activity, moment, place_zone(scan.country), style)
     address = _address(scan)
     if address:
         activity["location"] = {
             "address": address,
-            "slic": f"{zlib.crc32(scan.city.encode()) % 9000 + 1000}",
+            "slic": str(zlib.crc32(scan.city.encode()) % 9000 + 1000),
         }
     return activity
 
@@ -139,20 +163,16 @@ def _eta_fields(eta: datetime, zone: tzinfo | None) -> dict[str, Any]:
     local = eta.astimezone(zone or UTC)
     start = max(local - timedelta(hours=2), local.replace(hour=0, minute=0, second=0))
     return {
-        "deliveryDate": [{"type": "SDD", "date": local.strftime("%Y%m%d")}],
-        "deliveryTime": {
-            "type": "EDW",
-            "startTime": start.strftime("%H%M%S"),
-            "endTime": local.strftime("%H%M%S"),
-        },
+        "deliveryDate": [{"type": "SDD", "date": _day(local)}],
+        "deliveryTime": {"type": "EDW", "startTime": _clock(start), "endTime": _clock(local)},
     }
 
 
 def _delivered_fields(moment: datetime, zone: tzinfo | None) -> dict[str, Any]:
     local = moment.astimezone(zone or UTC)
     return {
-        "deliveryDate": [{"type": "DEL", "date": local.strftime("%Y%m%d")}],
-        "deliveryTime": {"type": "DEL", "endTime": local.strftime("%H%M%S")},
+        "deliveryDate": [{"type": "DEL", "date": _day(local)}],
+        "deliveryTime": {"type": "DEL", "endTime": _clock(local)},
         "deliveryInformation": {"location": "Front Door", "receivedBy": ""},
     }
 
@@ -166,7 +186,6 @@ def render_track_response(timeline: Timeline, now: datetime) -> dict[str, Any] |
     style = time_style(number)
     activities = [render_activity(moment, scan, style) for moment, scan in reversed(visible)]
     newest = activities[0]["status"]
-    places = [scan for _, scan in visible if scan.country]
     package: dict[str, Any] = {
         "trackingNumber": number,
         "currentStatus": {
@@ -184,13 +203,14 @@ def render_track_response(timeline: Timeline, now: datetime) -> dict[str, Any] |
         "weight": {"unitOfMeasurement": "LBS", "weight": "2.20"},
     }
     zone = None
+    places = [scan for _, scan in visible if scan.country]
     if places:
         origin, destination = _address(places[0]), _address(places[-1])
         package["packageAddress"] = [
             {"type": "ORIGIN", "address": origin},
             {"type": "DESTINATION", "address": {"countryCode": destination["countryCode"]}},
         ]
-        zone = zone_for_place(places[-1].country)
+        zone = place_zone(places[-1].country)
     delivered = [moment for moment, scan in visible if scan.kind is Kind.DELIVERED]
     eta = timeline.eta()
     if delivered:

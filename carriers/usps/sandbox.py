@@ -39,6 +39,7 @@ from carriers.sandbox_base import (
     add_control_routes,
     bearer,
     fault_pause,
+    json_response,
     truncated_json,
 )
 from carriers.usps.sandbox_render import TimeStyle, render_details, render_summary, time_style
@@ -95,11 +96,11 @@ def _error(
         item["source"] = {"parameter": parameter}
     body = {"apiVersion": API_VERSION, "error": {"code": str(status), "message": message,
                                                  "errors": [item]}}  # fmt: skip
-    return web.json_response(body, status=status, headers=headers)
+    return json_response(body, status=status, headers=headers)
 
 
 def _oauth_error(status: int, error: str, description: str) -> web.Response:
-    return web.json_response({"error": error, "error_description": description}, status=status)
+    return json_response({"error": error, "error_description": description}, status=status)
 
 
 async def _token(request: web.Request) -> web.Response:
@@ -129,7 +130,7 @@ async def _token_answer(request: web.Request) -> web.Response:
     token = issuer.issue()
     if "tracking" not in scope.split():
         account.untracked_tokens.add(token)
-    return web.json_response(
+    return json_response(
         {
             "access_token": token,
             "token_type": "Bearer",
@@ -198,8 +199,8 @@ async def _answer(request: web.Request, world: CarrierWorld, number: str) -> web
         return _error(404, NOT_FOUND_MESSAGE, title="Not Found",
                       detail=f"No tracking record for {number}.")  # fmt: skip
     if request.query.get("expand", "SUMMARY").upper() == "SUMMARY":
-        return web.json_response(render_summary(body))
-    return web.json_response(body)
+        return json_response(render_summary(body))
+    return json_response(body)
 
 
 def _invalid_request(request: web.Request, number: str) -> web.Response | None:

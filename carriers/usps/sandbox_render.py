@@ -28,9 +28,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import Enum
+from functools import lru_cache
+from operator import attrgetter
 from typing import Any, NamedTuple
 
-from carriers.sandbox_base import Kind, Scan, Timeline
+from carriers.sandbox_base import Kind, Scan, Timeline, wall_time
 from carriers.timezones import US_STATE_ZONES, zone_for_place
 from carriers.usps.zones import TERRITORY_COUNTRIES, country_name, state_for_zip
 
@@ -76,6 +78,7 @@ MAIL_CLASSES = frozenset(
 """The ``mailClass`` values the spec allows; a timeline's other services show as Priority Mail."""
 
 _NO_ETA_AFTER = frozenset({Kind.DELIVERED, Kind.RETURNED})
+_AFTER_HOURS = attrgetter("after_hours")
 
 
 class TimeStyle(Enum):
@@ -87,10 +90,12 @@ class TimeStyle(Enum):
     LOCAL_Z = "local-z"
 
 
+_STYLES = tuple(TimeStyle)
+
+
 def time_style(number: str) -> TimeStyle:
     """The same style for a number every time it is asked, spread evenly over numbers."""
-    styles = list(TimeStyle)
-    return styles[zlib.crc32(number.strip().upper().encode()) % len(styles)]
+    return _STYLES[zlib.crc32(number.strip().upper().encode()) % len(_STYLES)]
 
 
 @dataclass(frozen=True)
@@ -107,17 +112,24 @@ class Place:
 
 def place_of(scan: Scan) -> Place:
     """``scan``'s place: US ZIP Codes give the state (and its zone), other countries their own."""
-    iso = scan.country.strip().upper() or ("US" if scan.city or scan.postal_code else "")
-    city = scan.city.upper()
+    return _place(scan.country, scan.city, scan.postal_code)
+
+
+@lru_cache(maxsize=4096)
+def _place(country: str, city_name: str, postal_code: str) -> Place:
+    """:func:`place_of`, remembered: scripts name the same few places again and again."""
+    iso = country.strip().upper() or ("US" if city_name or postal_code else "")
+    city = city_name.upper()
     if iso in TERRITORY_COUNTRIES:
-        return Place(city, iso, scan.postal_code, "", iso, zone_for_place("US", iso))
+        return Place(city, iso, postal_code, "", iso, zone_for_place("US", iso))
     if iso == "US":
-        state = state_for_zip(scan.postal_code) or ""
-        return Place(city, state, scan.postal_code, "", iso, zone_for_place("US", state))
+        state = state_for_zip(postal_code) or ""
+        return Place(city, state, postal_code, "", iso, zone_for_place("US", state))
     field = country_name(iso) if iso else ""
-    return Place(city, "", scan.postal_code, field, iso, zone_for_place(iso))
+    return Place(city, "", postal_code, field, iso, zone_for_place(iso))
 
 
+@lru_cache(maxsize=256)
 def gmt_offset(offset: timedelta | None) -> str:
     """A UTC offset as USPS writes ``GMTOffset``: ``-7:00``, ``+5:30``, ``+0:00``."""
     minutes = int((offset or timedelta()).total_seconds() // 60)
@@ -130,9 +142,9 @@ def render_times(moment: datetime, zone: tzinfo | None, style: TimeStyle) -> dic
     """The time fields of one event for a scan at ``moment`` in ``zone``."""
     in_utc = moment.astimezone(UTC)
     local = moment.astimezone(zone) if zone is not None else in_utc
-    wall = local.replace(tzinfo=None).isoformat(timespec="seconds")
+    wall = wall_time(local)
     if style is TimeStyle.GMT:
-        gmt = in_utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+        gmt = f"{wall_time(in_utc)}.{in_utc.microsecond // 1000:03d}Z"
         return {
             "eventTimestamp": wall,
             "GMTTimestamp": gmt,
@@ -153,7 +165,10 @@ def event_type_of(scan: Scan) -> str:
 
 def render_event(moment: datetime, scan: Scan, style: TimeStyle) -> dict[str, Any]:
     """One scan as a USPS ``TrackingEvent``."""
-    place = place_of(scan)
+    return _event(moment, scan, place_of(scan), style)
+
+
+def _event(moment: datetime, scan: Scan, place: Place, style: TimeStyle) -> dict[str, Any]:
     event: dict[str, Any] = {
         "eventType": event_type_of(scan),
         "eventCode": WORDING[scan.kind].code,
@@ -175,14 +190,14 @@ def render_details(timeline: Timeline, now: datetime) -> dict[str, Any] | None:
         return None
     number = timeline.tracking_number
     style = time_style(number)
-    events = [render_event(moment, scan, style) for moment, scan in reversed(visible)]
+    events = [_event(moment, scan, place_of(scan), style) for moment, scan in reversed(visible)]
     newest_at, newest = visible[-1]
     category = next(
         (WORDING[s.kind].category for _, s in reversed(visible) if WORDING[s.kind].category),
         "In Transit",
     )
     service = timeline.service.strip().upper().replace(" ", "_")
-    placed = [place_of(s) for s in sorted(timeline.scans, key=lambda s: s.after_hours)]
+    placed = [place_of(s) for s in sorted(timeline.scans, key=_AFTER_HOURS)]
     placed = [p for p in placed if p.iso_country]
     body: dict[str, Any] = {
         "trackingNumber": number,
@@ -207,8 +222,7 @@ def render_details(timeline: Timeline, now: datetime) -> dict[str, Any] | None:
         if zone is None:
             body["expectedDeliveryTimeStamp"] = eta.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         else:
-            local = eta.astimezone(zone).replace(tzinfo=None)
-            body["expectedDeliveryTimeStamp"] = local.isoformat(timespec="seconds")
+            body["expectedDeliveryTimeStamp"] = wall_time(eta.astimezone(zone))
         body["expectedDeliveryType"] = "Expected Delivery by"
     return body
 
