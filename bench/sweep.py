@@ -179,7 +179,10 @@ async def sweeps(
                 }
                 for code, settings in carriers.items()
             },
-            "polling": {"batch_size": args.batch_size},
+            "polling": {
+                "batch_size": args.batch_size,
+                "concurrent_batches": args.concurrent_batches,
+            },
             "database": {"pool_max_size": args.pool_max_size},
         }
     )
@@ -258,6 +261,7 @@ async def sweeps(
         "db_mb": round(db_bytes / MIB, 1),
         "tables_mb_per_1k_shipments": round(table_bytes / MIB / n * 1000, 3),
         "batch_size": config.polling.batch_size,
+        "concurrent_batches": config.polling.concurrent_batches,
         "pool_max_size": config.database.pool_max_size,
     }
 
@@ -378,6 +382,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-seconds", type=float, default=1200.0)
     parser.add_argument(
         "--batch-size", type=int, default=200, help="polling.batch_size (daemon default 200)"
+    )
+    parser.add_argument(
+        "--concurrent-batches",
+        type=int,
+        default=4,
+        help="polling.concurrent_batches (daemon default 4)",
     )
     parser.add_argument(
         "--pool-max-size", type=int, default=10, help="database.pool_max_size (default 10)"

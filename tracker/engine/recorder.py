@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 FLUSH_SHIPMENTS = 500
 """Most shipments stored in one transaction (more wait for the next flush)."""
+FLUSHES_AT_ONCE = 2
+"""Transactions of one process storing results at the same time."""
 
 # The events travel as one JSON document (orjson writes it in a fraction of the time asyncpg
 # takes to encode fourteen arrays, which was an eighth of the poller's CPU); PostgreSQL reads
@@ -116,13 +118,16 @@ class _Handover:
 
 
 class Recorder:
-    """Stores poll results handed over by any number of concurrent callers, one flush at a time.
+    """Stores poll results handed over by any number of concurrent callers, in few flushes.
 
     A flush takes everything handed over so far (up to :data:`FLUSH_SHIPMENTS` shipments of one
-    worker) and stores it with :func:`record_results` in one transaction. It runs in its own
-    task: a caller that is cancelled while waiting (a sibling request failed, the daemon is
-    stopping) does not cut short a transaction that holds other callers' results. :meth:`close`
-    waits for the flushes under way.
+    worker) and stores it with :func:`record_results` in one transaction. Up to
+    :data:`FLUSHES_AT_ONCE` flushes run at once (so the process prepares one transaction while
+    PostgreSQL works on another), each in its own task: a caller that is cancelled while
+    waiting (a sibling request failed, the daemon is stopping) does not cut short a
+    transaction that holds other callers' results. :meth:`close` waits for the flushes under
+    way. Concurrent flushes hold different shipments, and take the fulfillment locks of
+    :func:`lock_multi_parcel` in one order, so they never wait on each other.
     """
 
     def __init__(
@@ -132,7 +137,7 @@ class Recorder:
         self._polling = polling
         self._writeback = writeback
         self._waiting: list[_Handover] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
 
     async def record(
         self,
@@ -144,14 +149,16 @@ class Recorder:
         handover = _Handover(worker, shipments, results)
         handover.stored.add_done_callback(_retrieve)
         self._waiting.append(handover)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_all())
+        if len(self._flushers) < FLUSHES_AT_ONCE:
+            flusher = asyncio.create_task(self._flush_all())
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
         return await asyncio.shield(handover.stored)
 
     async def close(self) -> None:
         """Wait until everything handed over is stored (or has failed)."""
-        while self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
+        while self._flushers:
+            await asyncio.shield(next(iter(self._flushers)))
 
     async def _flush_all(self) -> None:
         while self._waiting:
