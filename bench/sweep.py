@@ -182,6 +182,7 @@ async def sweeps(
             "polling": {
                 "batch_size": args.batch_size,
                 "concurrent_batches": args.concurrent_batches,
+                "requests_in_flight": args.requests_in_flight,
             },
             "database": {"pool_max_size": args.pool_max_size},
         }
@@ -262,6 +263,7 @@ async def sweeps(
         "tables_mb_per_1k_shipments": round(table_bytes / MIB / n * 1000, 3),
         "batch_size": config.polling.batch_size,
         "concurrent_batches": config.polling.concurrent_batches,
+        "requests_in_flight": config.polling.requests_in_flight,
         "pool_max_size": config.database.pool_max_size,
     }
 
@@ -388,6 +390,12 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=4,
         help="polling.concurrent_batches (daemon default 4)",
+    )
+    parser.add_argument(
+        "--requests-in-flight",
+        type=int,
+        default=100,
+        help="polling.requests_in_flight (daemon default 100)",
     )
     parser.add_argument(
         "--pool-max-size", type=int, default=10, help="database.pool_max_size (default 10)"
