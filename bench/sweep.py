@@ -17,7 +17,9 @@ in a temporary directory, removed afterwards. Prints one JSON line: shipments, l
 updates_per_s (polls that found the parcel, per second of sweep), cpu_ms_per_1k (CPU of this
 process per 1,000 updates), peak_rss_mb (this process, MiB), db_mb_per_1k_shipments
 (``pg_database_size`` / N * 1,000, MiB), then details: CPU of the sandboxes and of PostgreSQL
-per 1,000 updates, how busy the machine's cores were, load averages, counts.
+per 1,000 updates, transactions committed per 1,000 updates, how busy the machine's cores
+were, load averages, counts. The sweeps run on the event loop and garbage-collector settings
+``tracker run`` uses (:mod:`tracker.loop`).
 """
 
 from __future__ import annotations
