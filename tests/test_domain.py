@@ -10,7 +10,6 @@ from tracker.domain import (
     Status,
     TrackingEvent,
     current_status,
-    new_event,
     status_for_api_version,
 )
 
@@ -98,16 +97,16 @@ def test_dedupe_keys_are_the_ones_already_stored():
     assert info.dedupe_key == "5d422ae50c771cbd7d4a7e2d7a4f3d05"
 
 
-def test_events_built_either_way_are_the_same_and_own_their_extra():
-    by_keywords = new_event(
+def test_events_built_by_keyword_or_position_are_the_same_and_own_their_extra():
+    by_keywords = TrackingEvent(
         happened_at=T0, status=Status.DELIVERED, carrier_code="DL", time_source="offset"
     )
-    by_class = TrackingEvent(T0, Status.DELIVERED, "DL", time_source="offset")
-    assert by_keywords == by_class
-    assert (by_keywords.extra, by_class.extra) == ({}, {})
-    assert by_keywords.extra is not by_class.extra  # a new dict each, as default_factory gave
+    by_position = TrackingEvent(T0, Status.DELIVERED, "DL", time_source="offset")
+    assert by_keywords == by_position
+    assert (by_keywords.extra, by_position.extra) == ({}, {})
+    assert by_keywords.extra is not by_position.extra  # a new dict each, as default_factory gave
     with pytest.raises(ValueError, match="no time zone"):
-        new_event(happened_at=datetime(2026, 1, 1), status=None)
+        TrackingEvent(happened_at=datetime(2026, 1, 1), status=None)
 
 
 def test_current_status_is_the_newest_scan_with_a_status():

@@ -153,30 +153,10 @@ class TrackingEvent:
         moment = self.happened_at
         if moment.microsecond:
             moment = moment.replace(microsecond=0)
-        location = ", ".join([p for p in (self.city, self.province, self.zip, self.country) if p])
         raw = "\x1f".join(
-            (self.status or "", moment.isoformat(), location.casefold(), self.carrier_code)
+            (self.status or "", moment.isoformat(), self.location.casefold(), self.carrier_code)
         )
         return sha256(raw.encode()).hexdigest()[:32]
-
-
-def new_event(
-    happened_at: datetime,
-    status: Status | None,
-    carrier_code: str = "",
-    message: str = "",
-    city: str | None = None,
-    province: str | None = None,
-    country: str | None = None,
-    zip: str | None = None,
-    time_source: str = "utc",
-    extra: dict[str, str] = _NEW_DICT,
-) -> TrackingEvent:
-    """``TrackingEvent(...)`` of the same arguments, for the parsers, which build one per scan:
-    a class called with keywords first packs them into a dictionary, a function does not."""
-    return TrackingEvent(
-        happened_at, status, carrier_code, message, city, province, country, zip, time_source, extra
-    )
 
 
 def current_status(events: list[TrackingEvent]) -> TrackingEvent | None:

@@ -32,7 +32,7 @@ from carriers.aftership.statuses import canonical_subtag, canonical_tag, status_
 from carriers.aftership.zones import country_iso2
 from carriers.base import Outcome, TrackResult
 from carriers.timezones import parse_timestamp
-from tracker.domain import TrackingEvent, new_event
+from tracker.domain import TrackingEvent
 from tracker.text import clean_text
 
 NOT_FOUND_CODES = frozenset({404, 4004, 4012})
@@ -236,7 +236,7 @@ def parse_checkpoint(raw: object) -> TrackingEvent | None:
         if value:
             extra[key] = value
     try:
-        return new_event(
+        return TrackingEvent(
             happened_at=happened_at,
             status=status_of(tag, subtag, known_subtag),
             carrier_code=code,

@@ -26,7 +26,7 @@ from typing import Any
 from carriers.base import Outcome, TrackResult
 from carriers.dhl.statuses import map_status
 from carriers.timezones import parse_timestamp
-from tracker.domain import TrackingEvent, new_event
+from tracker.domain import TrackingEvent
 from tracker.text import clean_text
 
 
@@ -148,7 +148,7 @@ def parse_event(raw: object) -> TrackingEvent | None:
     if remark and remark not in message:
         message = f"{message} - {remark}" if message else remark
     try:
-        return new_event(
+        return TrackingEvent(
             happened_at=happened_at,
             status=map_status(code, status_text, description),
             carrier_code=_text(code),

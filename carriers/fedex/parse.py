@@ -31,7 +31,7 @@ from typing import Any
 from carriers.base import Outcome, TrackResult
 from carriers.fedex.statuses import map_status
 from carriers.timezones import parse_timestamp
-from tracker.domain import TrackingEvent, new_event
+from tracker.domain import TrackingEvent
 from tracker.text import clean_text
 
 NOT_FOUND_CODES = frozenset({"TRACKING.TRACKINGNUMBER.NOTFOUND", "TRACKING.DATA.NOTFOUND"})
@@ -175,7 +175,7 @@ def parse_event(raw: object) -> TrackingEvent | None:
         if value:
             extra[key] = value
     try:
-        return new_event(
+        return TrackingEvent(
             happened_at=happened_at,
             status=map_status(event_type, derived, description, exception),
             carrier_code=event_type or derived,

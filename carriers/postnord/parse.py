@@ -35,7 +35,7 @@ from typing import Any
 from carriers.base import Outcome, TrackResult
 from carriers.postnord.statuses import map_status, normalize_code
 from carriers.timezones import parse_timestamp
-from tracker.domain import TrackingEvent, new_event
+from tracker.domain import TrackingEvent
 from tracker.text import clean_text
 
 COUNTRY_NAMES: Mapping[str, str] = {
@@ -209,7 +209,7 @@ def parse_event(raw: object) -> TrackingEvent | None:
         if value:
             extra[key] = value
     try:
-        return new_event(
+        return TrackingEvent(
             happened_at=happened_at,
             status=map_status(status_text, code, description),
             carrier_code=code,

@@ -27,7 +27,7 @@ from typing import Any
 from carriers.base import Outcome, TrackResult
 from carriers.ups.statuses import map_keys, normalize_status_code, normalize_type
 from carriers.ups.times import local_moment, moment_at, place_of
-from tracker.domain import TrackingEvent, new_event
+from tracker.domain import TrackingEvent
 from tracker.text import clean_text
 
 NOT_FOUND_CODES = frozenset({"151044", "TW0001"})
@@ -192,7 +192,7 @@ def parse_activity(raw: object) -> TrackingEvent | None:
         if value:
             extra[key] = value
     try:
-        return new_event(
+        return TrackingEvent(
             happened_at=happened_at,
             status=map_keys(type_key, detail_key, normalize_type(scan)),
             carrier_code="/".join([c for c in (kind, detail_code, scan_code) if c]),

@@ -35,7 +35,7 @@ from carriers.base import Outcome, TrackResult
 from carriers.timezones import in_zone, with_zone, zone_for_place
 from carriers.usps.statuses import map_status
 from carriers.usps.zones import country_code, country_of_state, state_for_zip
-from tracker.domain import TrackingEvent, new_event
+from tracker.domain import TrackingEvent
 from tracker.text import clean_text
 
 _OFFSET = re.compile(r"^(?:GMT|UTC)?\s*([+-]?)\s*(\d{1,2})(?::?(\d{2}))?$", re.IGNORECASE)
@@ -250,7 +250,7 @@ def parse_event(raw: object, category: object = None) -> TrackingEvent | None:
         if value := _text(raw.get(key)):
             extra[key] = value
     try:
-        return new_event(
+        return TrackingEvent(
             happened_at=stamped[0],
             status=map_status(code, event_type, category),
             carrier_code=_code_text(code),
