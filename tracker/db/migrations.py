@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tracker.db import Connection
+from tracker.db.connection import reset_on_release
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ async def pending_migrations(
 async def migrate(conn: Connection, migrations: list[Migration] | None = None) -> list[str]:
     """Apply pending migrations; return the file names applied. Safe to run concurrently."""
     migrations = load_migrations() if migrations is None else migrations
+    reset_on_release(conn)
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
         await conn.execute(_CREATE_TABLE)

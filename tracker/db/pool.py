@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 
 from tracker.config import DatabaseConfig
+from tracker.db.connection import PooledConnection
 from tracker.db.embedded import EmbeddedPostgres
 from tracker.db.migrations import migrate
 
@@ -68,6 +69,7 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
             max_size=max_size,
             server_settings=SERVER_SETTINGS,
             command_timeout=60,
+            connection_class=PooledConnection,
         )
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise DatabaseUnavailable(

@@ -27,6 +27,7 @@ from enum import StrEnum
 import aiohttp
 import asyncpg
 
+from tracker.db.connection import reset_on_release
 from tracker.shopify.bulk_operations import (
     BackfillError,
     BulkStatus,
@@ -215,6 +216,7 @@ async def process_operation(
 ) -> BackfillReport:
     """Apply a finished operation's result once, under the shop's sync lock."""
     async with pool.acquire() as lock:
+        reset_on_release(lock)
         await lock.execute("SELECT pg_advisory_lock($1, $2)", SYNC_LOCK, shop.id)
         try:
             row = await lock.fetchrow(

@@ -20,6 +20,7 @@ from carriers.detect import resolve_carrier
 from carriers.registry import carrier_for_company
 from tracker.config import ShopConfig, SyncConfig
 from tracker.db import Connection
+from tracker.db.connection import reset_on_release
 from tracker.shopify.client import ShopifyClient
 from tracker.text import clean_text
 
@@ -169,6 +170,7 @@ async def sync_shop(
     """
     report = SyncReport()
     async with pool.acquire() as lock_conn:
+        reset_on_release(lock_conn)
         if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", _SYNC_LOCK, shop.id):
             return None
         try:

@@ -27,6 +27,7 @@ from typing import Any, cast
 import asyncpg
 
 from tracker.db import Connection
+from tracker.db.connection import reset_on_release
 from tracker.shopify.client import ShopifyClient, ShopifyError
 from tracker.shopify.sync import ShopRow, apply_orders
 from tracker.shopify.webhook_topics import (
@@ -183,6 +184,7 @@ class _Run:
         client = self.clients[shop_id]
         async with self.pool.acquire() as conn:
             key = f"{shop_id}:{order}"
+            reset_on_release(conn)
             await conn.execute("SELECT pg_advisory_lock($1, hashtext($2))", _ORDER_LOCK, key)
             try:
                 try:

@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 
 from tracker.config import WritebackConfig
+from tracker.db.connection import reset_on_release
 from tracker.domain import Status, status_for_api_version
 from tracker.shopify.client import (
     GraphQLError,
@@ -154,6 +155,7 @@ class Writer:
 
     async def drain_shop(self, shop: ShopRow, client: ShopifyClient, report: WriteReport) -> None:
         async with self._pool.acquire() as lock_conn:
+            reset_on_release(lock_conn)
             if not await lock_conn.fetchval(
                 "SELECT pg_try_advisory_lock($1, $2)", _WRITE_LOCK, shop.id
             ):
