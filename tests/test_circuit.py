@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import aiohttp
 
 from carriers.base import CarrierSettings
 from carriers.registry import build_adapters
 from tests.harness import DHL_KEY, SHOP, start_stack
 from tracker.config import PollingConfig, WritebackConfig
+from tracker.engine.circuit import Circuits, circuit_states, record_failure
 from tracker.engine.poller import poll_due
 from tracker.shopify.sync import ensure_shops
 from tracker.web.app import build_app
@@ -56,5 +59,60 @@ async def test_circuit_opens_pauses_the_carrier_and_shows_on_the_table(pool):
             page = await (await web.get("/")).text()
         assert "<strong>dhl</strong> keeps failing" in page
         assert "other carriers go on" in page
+    finally:
+        await stack.close()
+
+
+async def test_a_success_closes_a_troubled_circuit_once_its_time_is_up(pool):
+    """Failures counted and a circuit whose time is up: the next answered request resets both
+    (the sweep reads which circuits are troubled and resets those of the carriers it asked)."""
+    stack = await start_stack()
+    try:
+        config = stack.config("postgresql://unused")
+        shop = (await ensure_shops(pool, config.shops))[SHOP]
+        for n in range(3):
+            await pool.execute(
+                """
+                INSERT INTO shipments (shop_id, order_id, order_name, fulfillment_id,
+                                       tracking_number, carrier)
+                VALUES ($1, $2, $3, $4, $5, $6)
+                """,
+                shop.id,
+                f"gid://shopify/Order/{n}",
+                f"#{n}",
+                f"gid://shopify/Fulfillment/{n}",
+                f"10000000{n}{n}",
+                "dhl",
+            )
+        await record_failure(pool, "ups", "timeout", threshold=5, open_for=timedelta(minutes=1))
+        await record_failure(pool, "dhl", "timeout", threshold=1, open_for=timedelta(minutes=1))
+        states = await circuit_states(pool)
+        assert set(states.resting) == {"dhl"}
+        assert states.troubled == {"dhl", "ups"}
+        await pool.execute(
+            "UPDATE carrier_circuits SET opened_until = now() - interval '1 s'"
+            " WHERE carrier = 'dhl'"
+        )
+        states = await circuit_states(pool)
+        assert states.resting == {}
+        assert states.troubled == {"dhl", "ups"}
+
+        settings = {
+            "dhl": CarrierSettings.model_validate(
+                {"api_key": DHL_KEY, "base_url": stack.dhl_url, "requests_per_second": 100}
+            ),
+        }
+        polling = PollingConfig.model_validate({"circuit_failures": 3, "batch_size": 10})
+        async with aiohttp.ClientSession() as http:
+            adapters = build_adapters(settings, http)
+            report = await poll_due(pool, adapters, polling, WritebackConfig(), "w", settings)
+        assert report.polled == 3
+        assert report.failed_batches == 0
+        rows = await pool.fetch("SELECT carrier, failures, opened_until FROM carrier_circuits")
+        assert {(r["carrier"], r["failures"], r["opened_until"]) for r in rows} == {
+            ("dhl", 0, None),
+            ("ups", 1, None),  # not asked: nothing to reset
+        }
+        assert await circuit_states(pool) == Circuits({}, frozenset({"ups"}))
     finally:
         await stack.close()

@@ -10,11 +10,37 @@ first success closes it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Circuits:
+    """The carriers' circuits as a sweep finds them."""
+
+    resting: dict[str, datetime]
+    """Carriers whose circuit is open now, with when it closes."""
+    troubled: frozenset[str]
+    """Carriers with failures counted or a circuit opened (resting or not): a success must
+    reset theirs. For any other carrier a success has nothing to reset, and the sweep saves a
+    statement per carrier and batch."""
+
+
+async def circuit_states(pool: asyncpg.Pool) -> Circuits:
+    rows = await pool.fetch(
+        """
+        SELECT carrier, CASE WHEN opened_until > now() THEN opened_until END AS resting_until
+        FROM carrier_circuits WHERE failures > 0 OR opened_until IS NOT NULL
+        """
+    )
+    return Circuits(
+        {r["carrier"]: r["resting_until"] for r in rows if r["resting_until"] is not None},
+        frozenset(r["carrier"] for r in rows),
+    )
 
 
 async def open_circuits(pool: asyncpg.Pool) -> dict[str, datetime]:

@@ -29,7 +29,7 @@ from carriers.base import (
 )
 from tracker.config import PollingConfig, WritebackConfig
 from tracker.engine.budget import next_budget_day, reserve_up_to
-from tracker.engine.circuit import open_circuits, record_failure, record_success
+from tracker.engine.circuit import circuit_states, record_failure, record_success
 from tracker.engine.claims import ClaimedShipment, claim_due
 from tracker.engine.pacing import take_slots
 from tracker.engine.recorder import Recorder
@@ -87,8 +87,8 @@ async def poll_due(
         finally:
             await recorder.close()
     report = PollReport()
-    resting = await open_circuits(pool)
-    carriers = [code for code in adapters if code not in resting]
+    circuits = await circuit_states(pool)
+    carriers = [code for code in adapters if code not in circuits.resting]
     if not carriers:
         return report
     claimed = await claim_due(pool, worker, polling.lease, polling.batch_size, carriers)
@@ -108,6 +108,7 @@ async def poll_due(
                 worker,
                 report,
                 (in_flight or {}).get(code) or asyncio.Semaphore(polling.requests_in_flight),
+                code in circuits.troubled,
             )
             for code, shipments in by_carrier.items()
         )
@@ -125,12 +126,15 @@ async def _poll_carrier(
     worker: str,
     report: PollReport,
     in_flight: asyncio.Semaphore,
+    troubled: bool,
 ) -> None:
     """Ask one carrier about its claimed shipments, a group of requests at a time.
 
     A group is up to ``RECORD_GROUP`` shipments: its requests are reserved from the daily budget
     and paced together, sent concurrently (at most ``in_flight`` at once for this carrier), and
-    what came back is handed to ``recorder`` as it arrives.
+    what came back is handed to ``recorder`` as it arrives. The first success resets the
+    carrier's circuit if it was ``troubled`` when the batch was claimed (a failure counted by
+    a concurrent batch since is reset by the next batch's success).
     """
     size = max(1, adapter.max_batch)
     requests = [shipments[i : i + size] for i in range(0, len(shipments), size)]
@@ -139,7 +143,7 @@ async def _poll_carrier(
     per_second = (settings.requests_per_second if settings else None) or (
         adapter.default_requests_per_second
     )
-    circuit_reset = [False]  # the carrier's circuit is reset once per sweep, on a success
+    circuit_reset = [not troubled]  # a troubled circuit is reset once per batch, on a success
 
     async def ask(batch: list[ClaimedShipment]) -> Answer:
         async with in_flight:
