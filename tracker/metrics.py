@@ -64,6 +64,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
+        self._timers: dict[str, Histogram] = {}
+        self._poll_series: dict[tuple[str, str], Counter] = {}
         self.polls = Counter(
             "tracker_polls",
             "Tracking numbers polled (or put off for lack of budget), by carrier and outcome.",
@@ -165,13 +167,28 @@ class Metrics:
         numbers: int = 0,
     ) -> None:
         """One ``track`` call: its duration and each number's outcome (all failed if no results)."""
-        self.carrier_seconds.labels(carrier).observe(seconds)
+        timer = self._timers.get(carrier)
+        if timer is None:
+            timer = self._timers[carrier] = self.carrier_seconds.labels(carrier)
+        timer.observe(seconds)
         if results is None:
             if numbers:
-                self.polls.labels(carrier, failed_outcome).inc(numbers)
+                self._polls(carrier, failed_outcome).inc(numbers)
+            return
+        if len(results) == 1:  # a one-number API's call: most calls
+            for result in results.values():
+                self._polls(carrier, result.outcome.value).inc()
             return
         for outcome, count in Tally(r.outcome.value for r in results.values()).items():
-            self.polls.labels(carrier, outcome).inc(count)
+            self._polls(carrier, outcome).inc(count)
+
+    def _polls(self, carrier: str, outcome: str) -> Counter:
+        """``polls.labels(carrier, outcome)``, looked up once (the client library takes a lock
+        and builds a key on every look-up; this runs for every request to a carrier)."""
+        series = self._poll_series.get((carrier, outcome))
+        if series is None:
+            series = self._poll_series[carrier, outcome] = self.polls.labels(carrier, outcome)
+        return series
 
     def polled(self, report: PollReport) -> None:
         """One ``poll_due`` call (one claimed batch)."""
