@@ -1,7 +1,7 @@
 """Poll sweep throughput, CPU, memory and database size: N due shipments, sandboxes at L ms.
 
     python bench/sweep.py --shipments 100000 --latency-ms 200 [--carrier fedex ...]
-        [--sweeps 1] [--database-url postgresql://...] [--max-seconds 1200]
+        [--sweeps 1] [--pollers 1] [--database-url postgresql://...] [--max-seconds 1200]
 
 A child process seeds N shipments into a fresh database (COPY, 50,000 rows a statement) and
 then serves every carrier sandbox on 127.0.0.1 with ``L`` ms of latency per request and no
@@ -10,12 +10,15 @@ rate limit (see ``bench/sweep_world.py``). This process runs the daemon's own po
 ``carriers.registry.build_adapters`` on the daemon's HTTP session and default polling and pool
 settings, until every seeded shipment has been polled once, ``--sweeps`` times (between two
 sweeps, untimed: the sandbox clocks move on so one more scan is visible, every shipment is due
-again, ``VACUUM ANALYZE shipments``).
+again, ``VACUUM ANALYZE shipments``). With ``--pollers N``, N - 1 more processes poll side by
+side with this one, as N replicas of ``tracker run`` on this machine would
+(``bench/sweep_pollers.py``).
 
 Without ``--database-url`` (or ``TRACKER_TEST_DATABASE_URL``) an embedded PostgreSQL is started
 in a temporary directory, removed afterwards. Prints one JSON line: shipments, latency_ms,
-updates_per_s (polls that found the parcel, per second of sweep), cpu_ms_per_1k (CPU of this
-process per 1,000 updates), peak_rss_mb (this process, MiB), db_mb_per_1k_shipments
+updates_per_s (polls that found the parcel, per second of sweep), cpu_ms_per_1k (CPU of the
+polling processes per 1,000 updates), peak_rss_mb (the largest polling process, MiB; each one's
+in pollers_peak_rss_mb), db_mb_per_1k_shipments
 (``pg_database_size`` / N * 1,000, MiB), then details: CPU of the sandboxes and of PostgreSQL
 per 1,000 updates, transactions committed per 1,000 updates, how busy the machine's cores
 were, load averages, counts. The sweeps run on the event loop and garbage-collector settings
@@ -31,7 +34,6 @@ import cProfile
 import json
 import multiprocessing
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -53,17 +55,19 @@ from bench.procstat import (
     postmaster_of,
     server_cpu_seconds,
 )
+from bench.sweep_pollers import (
+    DUE,
+    OtherPoller,
+    drain,
+    open_daemon,
+    peak_rss_mib,
+    start_pollers,
+)
 from bench.sweep_world import HOURS_PER_SWEEP, WorldSpec, default_mix, run_world
 from tracker.loop import loop_name, settle_gc
 from tracker.loop import run as run_loop
 
 MIB = 1024 * 1024
-FAST_RATE = 1_000_000.0
-"""requests_per_second given to every adapter: the sandboxes have no rate limit."""
-LARGE_QUOTA = 1_000_000_000
-"""requests_per_day given to every carrier: reserved per request as in production, never hit."""
-
-_DUE = "SELECT count(*) FROM shipments WHERE active AND next_poll_at <= now()"
 _COUNTS = """
 SELECT count(*) FILTER (WHERE last_polled_at >= $1) AS polled,
        count(*) FILTER (WHERE last_polled_at >= $1 AND carrier_state = 'found') AS found,
@@ -75,10 +79,6 @@ _REQUEUE = """
 UPDATE shipments SET next_poll_at = $1::timestamptz + id * interval '1 microsecond'
 WHERE active
 """
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def load_average() -> list[float]:
@@ -164,68 +164,33 @@ async def sweeps(
     deadline: float,
 ) -> dict[str, Any]:
     """Run ``args.sweeps`` full sweeps with the daemon's poll path; the figures."""
-    import aiohttp
-
-    from carriers.registry import build_adapters
-    from tracker.config import Config
-    from tracker.db.pool import create_pool
-    from tracker.engine.daemon import Daemon
-
-    config = Config.model_validate(
-        {
-            "carriers": {
-                code: {
-                    **settings,
-                    "requests_per_second": FAST_RATE,
-                    "requests_per_day": LARGE_QUOTA,
-                }
-                for code, settings in carriers.items()
-            },
-            "polling": {
-                "batch_size": args.batch_size,
-                "concurrent_batches": args.concurrent_batches,
-                "requests_in_flight": args.requests_in_flight,
-            },
-            "database": {"pool_max_size": args.pool_max_size},
-        }
-    )
     rss_before = peak_rss_mib()
-    pool = await create_pool(
-        database_url,
-        min_size=config.database.pool_min_size,
-        max_size=config.database.pool_max_size,
-    )
-    # The connection limits of the session ``Daemon.start`` opens (tracker/engine/daemon.py).
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=config.polling.requests_in_flight)
-    session = aiohttp.ClientSession(connector=connector)
     totals = Totals()
     profiler = cProfile.Profile() if args.profile else None
     load_before = load_average()
+    others = await asyncio.to_thread(start_pollers, args.pollers - 1, args, database_url, carriers)
     try:
-        daemon = Daemon(
-            config=config,
-            pool=pool,
-            _session=session,
-            _adapters=build_adapters(config.carriers, session),
-        )
-        settle_gc()  # as `tracker run` does
-        postmaster = postmaster_of(await pool.fetchval("SELECT pg_backend_pid()"))
-        for k in range(args.sweeps):
-            if k:
-                await asyncio.to_thread(child.ask, "advance", HOURS_PER_SWEEP)
-                base: datetime = await pool.fetchval("SELECT now() - interval '1 hour'")
-                await pool.execute(_REQUEUE, base)
-                await pool.execute("VACUUM ANALYZE shipments")
-            if not await sweep(daemon, pool, child, postmaster, totals, deadline, profiler):
-                break
-        db_bytes = await pool.fetchval("SELECT pg_database_size(current_database())")
-        table_bytes = await pool.fetchval(
-            "SELECT pg_total_relation_size('shipments') + pg_total_relation_size('tracking_events')"
-        )
-        events = await pool.fetchval("SELECT count(*) FROM tracking_events")
+        async with open_daemon(args, database_url, carriers) as daemon:
+            pool = daemon.pool
+            settle_gc()  # as `tracker run` does
+            postmaster = postmaster_of(await pool.fetchval("SELECT pg_backend_pid()"))
+            for k in range(args.sweeps):
+                if k:
+                    await asyncio.to_thread(child.ask, "advance", HOURS_PER_SWEEP)
+                    base: datetime = await pool.fetchval("SELECT now() - interval '1 hour'")
+                    await pool.execute(_REQUEUE, base)
+                    await pool.execute("VACUUM ANALYZE shipments")
+                if not await sweep(daemon, others, child, postmaster, totals, deadline, profiler):
+                    break
+            db_bytes = await pool.fetchval("SELECT pg_database_size(current_database())")
+            table_bytes = await pool.fetchval(
+                "SELECT pg_total_relation_size('shipments')"
+                " + pg_total_relation_size('tracking_events')"
+            )
+            events = await pool.fetchval("SELECT count(*) FROM tracking_events")
+            config = daemon.config
     finally:
-        await session.close()
-        await pool.close()
+        other_rss = [await asyncio.to_thread(poller.stop) for poller in others]
     if profiler is not None:
         profiler.dump_stats(args.profile)
 
@@ -241,7 +206,7 @@ async def sweeps(
         "latency_ms": args.latency_ms,
         "updates_per_s": round(updates / totals.wall, 1) if totals.wall else None,
         "cpu_ms_per_1k": ms_per_1k(totals.cpu),
-        "peak_rss_mb": round(peak_rss_mib(), 1),
+        "peak_rss_mb": round(max([peak_rss_mib(), *(r for r in other_rss if r)]), 1),
         "db_mb_per_1k_shipments": round(db_bytes / MIB / n * 1000, 3),
         "sweeps": args.sweeps,
         "complete": totals.complete,
@@ -267,6 +232,8 @@ async def sweeps(
         "concurrent_batches": config.polling.concurrent_batches,
         "requests_in_flight": config.polling.requests_in_flight,
         "pool_max_size": config.database.pool_max_size,
+        "pollers": args.pollers,
+        "pollers_peak_rss_mb": [round(peak_rss_mib(), 1), *other_rss],
     }
 
 
@@ -281,41 +248,45 @@ def others_percent(totals: Totals) -> float | None:
 
 async def sweep(
     daemon: Any,
-    pool: Any,
+    others: list[OtherPoller],
     child: Child,
     postmaster: int | None,
     totals: Totals,
     deadline: float,
     profiler: cProfile.Profile | None,
 ) -> bool:
-    """One sweep over every due shipment; adds to ``totals``; False if the deadline passed."""
+    """One sweep over every due shipment by every poller; adds to ``totals``; False if the
+    deadline passed first."""
+    pool = daemon.pool
     since: datetime = await pool.fetchval("SELECT now()")
     commits_before = await committed(pool)
     sandbox_before = await asyncio.to_thread(child.ask, "cpu")
     pg_before = server_cpu_seconds(postmaster) if postmaster else None
     machine_before = MachineCpu.read()
     wall, cpu = time.perf_counter(), time.process_time()
+    for poller in others:
+        poller.sweep()
     if profiler is not None:
         profiler.enable()
     try:
         async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
-            due = -1
-            while True:
-                await daemon.poll_sweep()
-                left = await pool.fetchval(_DUE)
-                if not left:
-                    break
-                if left == due:  # nothing claimed: stop rather than spin
-                    print(f"poll_sweep makes no progress: {left} due", file=sys.stderr)
-                    totals.complete = False
-                    break
-                due = left
+            await drain(daemon)
     except TimeoutError:
         totals.complete = False
     finally:
         if profiler is not None:
             profiler.disable()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    cpu = time.process_time() - cpu
+    for poller in others:
+        left = max(1.0, deadline - time.monotonic())
+        if totals.complete and await asyncio.to_thread(poller.pipe.poll, left):
+            cpu += poller.swept()
+        else:
+            totals.complete = False
+    if totals.complete and await pool.fetchval(DUE):
+        print("the sweep ended with shipments still due", file=sys.stderr)
+        totals.complete = False
+    wall = time.perf_counter() - wall
     machine_after = MachineCpu.read()
     pg_after = server_cpu_seconds(postmaster) if postmaster else None
     sandbox_after = await asyncio.to_thread(child.ask, "cpu")
@@ -402,10 +373,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--pool-max-size", type=int, default=10, help="database.pool_max_size (default 10)"
     )
+    parser.add_argument(
+        "--pollers",
+        type=int,
+        default=1,
+        help="polling processes side by side, as that many `tracker run` replicas (default 1)",
+    )
     parser.add_argument("--profile", metavar="FILE", help="write cProfile stats of the sweeps")
     args = parser.parse_args()
-    if args.shipments < 1 or args.sweeps < 1 or args.latency_ms < 0:
-        parser.error("--shipments and --sweeps must be positive, --latency-ms not negative")
+    if args.shipments < 1 or args.sweeps < 1 or args.pollers < 1 or args.latency_ms < 0:
+        parser.error(
+            "--shipments, --sweeps and --pollers must be positive, --latency-ms not negative"
+        )
     return args
 
 
