@@ -342,6 +342,7 @@ def start_child(spec: WorldSpec, deadline: float) -> tuple[Child, dict[str, Any]
 
 def parse_args() -> argparse.Namespace:
     from carriers.registry import BUILTIN
+    from tracker.config import PollingConfig
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--shipments", type=int, default=10_000)
@@ -355,20 +356,24 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sweeps", type=int, default=1)
     parser.add_argument("--database-url", default=os.environ.get("TRACKER_TEST_DATABASE_URL"))
     parser.add_argument("--max-seconds", type=float, default=1200.0)
+    polling = PollingConfig()
     parser.add_argument(
-        "--batch-size", type=int, default=200, help="polling.batch_size (daemon default 200)"
+        "--batch-size",
+        type=int,
+        default=polling.batch_size,
+        help=f"polling.batch_size (the daemon's default, {polling.batch_size})",
     )
     parser.add_argument(
         "--concurrent-batches",
         type=int,
-        default=4,
-        help="polling.concurrent_batches (daemon default 4)",
+        default=polling.concurrent_batches,
+        help=f"polling.concurrent_batches (the daemon's default, {polling.concurrent_batches})",
     )
     parser.add_argument(
         "--requests-in-flight",
         type=int,
-        default=100,
-        help="polling.requests_in_flight (daemon default 100)",
+        default=polling.requests_in_flight,
+        help=f"polling.requests_in_flight (the daemon's default, {polling.requests_in_flight})",
     )
     parser.add_argument(
         "--pool-max-size", type=int, default=10, help="database.pool_max_size (default 10)"
