@@ -11,7 +11,7 @@ request, :func:`track_each` is the whole of ``track``::
             raise CarrierAuthError("carriers.acme.api_key is not set")
         return await track_each(numbers, self._track_one)
 
-where ``_track_one(number)`` sends one request through :func:`carriers.base.request_json` and
+where ``_track_one(number)`` sends one request through :func:`carriers.http.request_json` and
 returns that number's :class:`~carriers.base.TrackResult`, reading the answer through
 :func:`read_isolated` so that a parser bug costs only that number. An API that takes a batch per
 request sends its batches with :func:`gather_all`.
@@ -20,7 +20,7 @@ What every function here guarantees:
 
 * **Concurrency.** Each call runs as its own task of one :class:`asyncio.TaskGroup`, all of them
   started together, in the order given; a single call is simply awaited. Nothing here limits
-  how many run at once: the adapter's :class:`~carriers.base.RateLimiter` paces the requests
+  how many run at once: the adapter's :class:`~carriers.http.RateLimiter` paces the requests
   (each waits its turn there, served in the order the tasks started).
 * **Failure.** A call that raises fails the whole ``track`` call: the other tasks are cancelled
   (requests in flight are abandoned, requests waiting at the limiter never sent) and awaited,

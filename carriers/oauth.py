@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from carriers.base import CarrierAuthError, CarrierResponseError, JsonResponse
+from carriers.base import CarrierAuthError, CarrierResponseError
+from carriers.http import JsonResponse
 
 log = logging.getLogger(__name__)
 

@@ -23,18 +23,15 @@ import pytest
 from aiohttp import web
 
 from carriers.base import (
-    MAX_RETRY_AFTER,
-    MAX_RETRY_WAIT,
     Adapter,
     CarrierAuthError,
     CarrierError,
     CarrierSettings,
     CarrierUnavailable,
     Outcome,
-    RateLimiter,
     TrackResult,
-    parse_retry_after,
 )
+from carriers.http import MAX_RETRY_AFTER, MAX_RETRY_WAIT, RateLimiter, parse_retry_after
 from carriers.registry import BUILTIN
 from carriers.sandbox_base import (
     TOKEN_MODES,

@@ -1,4 +1,4 @@
-"""carriers.base.request_json against a real local server: what the field sends that specs don't.
+"""carriers.http.request_json against a real local server: what the field sends that specs don't.
 
 Header names arrive in any case; bodies arrive in other charsets, with NaN, with integers wider
 than 64 bits, with lone surrogate escapes. The fast JSON path must read each of them exactly as
@@ -19,7 +19,8 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from carriers.base import CarrierUnavailable, RateLimiter, _json_or_none, request_json
+from carriers.base import CarrierUnavailable
+from carriers.http import RateLimiter, _json_or_none, request_json
 
 Handler = Callable[[web.Request], web.StreamResponse]
 

@@ -7,13 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from carriers.base import (
-    CarrierAuthError,
-    CarrierSettings,
-    CarrierUnavailable,
-    JsonResponse,
-    Outcome,
-)
+from carriers.base import CarrierAuthError, CarrierSettings, CarrierUnavailable, Outcome
+from carriers.http import JsonResponse
 from carriers.sandbox_base import EXPECTED_STATUS, Kind
 from carriers.ups import DEFAULT_BASE_URL, TEST_BASE_URL, UpsAdapter
 from carriers.ups.sandbox import (

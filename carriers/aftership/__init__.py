@@ -51,16 +51,9 @@ from urllib.parse import quote
 import aiohttp
 
 from carriers.aftership import parse
-from carriers.base import (
-    CarrierAuthError,
-    CarrierSettings,
-    JsonResponse,
-    Outcome,
-    RateLimiter,
-    TrackResult,
-    request_json,
-)
+from carriers.base import CarrierAuthError, CarrierSettings, Outcome, TrackResult
 from carriers.concurrent import gather_all
+from carriers.http import JsonResponse, RateLimiter, request_json
 
 __all__ = ["API_PATH", "DEFAULT_BASE_URL", "TEST_BASE_URL", "AftershipAdapter"]
 

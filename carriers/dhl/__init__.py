@@ -25,17 +25,10 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from carriers.base import (
-    CarrierAuthError,
-    CarrierSettings,
-    JsonResponse,
-    Outcome,
-    RateLimiter,
-    TrackResult,
-    request_json,
-)
+from carriers.base import CarrierAuthError, CarrierSettings, Outcome, TrackResult
 from carriers.concurrent import read_isolated, track_each
 from carriers.dhl import parse
+from carriers.http import JsonResponse, RateLimiter, request_json
 
 __all__ = ["DEFAULT_BASE_URL", "TEST_BASE_URL", "DhlAdapter"]
 

@@ -30,18 +30,10 @@ from urllib.parse import quote
 
 import aiohttp
 
-from carriers.base import (
-    CarrierAuthError,
-    CarrierError,
-    CarrierSettings,
-    JsonResponse,
-    Outcome,
-    RateLimiter,
-    TrackResult,
-    request_json,
-)
+from carriers.base import CarrierAuthError, CarrierError, CarrierSettings, Outcome, TrackResult
 from carriers.concurrent import gather_all
 from carriers.fedex import parse
+from carriers.http import JsonResponse, RateLimiter, request_json
 from carriers.oauth import TokenCache, read_token, with_token
 
 __all__ = ["DEFAULT_BASE_URL", "TEST_BASE_URL", "FedexAdapter"]

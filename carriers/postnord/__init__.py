@@ -35,13 +35,11 @@ from carriers.base import (
     CarrierAuthError,
     CarrierSettings,
     CarrierUnavailable,
-    JsonResponse,
     Outcome,
-    RateLimiter,
     TrackResult,
-    request_json,
 )
 from carriers.concurrent import read_isolated, track_each
+from carriers.http import JsonResponse, RateLimiter, request_json
 from carriers.postnord import parse
 
 __all__ = ["DEFAULT_BASE_URL", "TEST_BASE_URL", "PostnordAdapter"]

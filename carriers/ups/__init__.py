@@ -32,16 +32,9 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
-from carriers.base import (
-    CarrierAuthError,
-    CarrierSettings,
-    JsonResponse,
-    Outcome,
-    RateLimiter,
-    TrackResult,
-    request_json,
-)
+from carriers.base import CarrierAuthError, CarrierSettings, Outcome, TrackResult
 from carriers.concurrent import read_isolated, track_each
+from carriers.http import JsonResponse, RateLimiter, request_json
 from carriers.oauth import TokenCache, read_token, with_token
 from carriers.ups import parse
 

@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from carriers.base import parse_retry_after
+from carriers.http import parse_retry_after
 from carriers.oauth import TokenCache
 from tracker.config import ShopConfig
 
