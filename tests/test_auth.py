@@ -17,7 +17,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.webdata import Client, add_shipment, add_shop, csrf_token_in
-from tracker.config import Config, ConfigError, load_config
+from tracker.config import Config
+from tracker.config_load import ConfigError, load_config
 from tracker.config_web import is_loopback
 from tracker.metrics import Metrics, MetricsSource
 from tracker.web import build_app

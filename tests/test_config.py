@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tracker.config import ConfigError, load_config
+from tracker.config_load import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

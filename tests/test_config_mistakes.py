@@ -1,7 +1,7 @@
 """``tracker check-config`` on every kind of mistake: exit code 2, one clear message naming
 the file and the key, never a traceback.
 
-tests/test_config.py checks what :func:`tracker.config.load_config` says about the common
+tests/test_config.py checks what :func:`tracker.config_load.load_config` says about the common
 mistakes; here each mistake goes through the command a user runs, in this process (the CLI's
 own code, output captured) and, for a few, in a real ``tracker`` process.
 """

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tracker.cli import EXIT_CONFIG
-from tracker.config import ConfigError, WebConfig, load_config
+from tracker.config import WebConfig
+from tracker.config_load import ConfigError, load_config
 from tracker.engine.daemon import SHUTDOWN_GRACE_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tracker.config import ConfigError
+from tracker.config_load import ConfigError
 from tracker.loop import ENV, loop_factory, loop_name, run
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tracker import __version__
-from tracker.config import Config, ConfigError, load_config
+from tracker.config import Config
+from tracker.config_load import ConfigError, load_config
 from tracker.db.embedded import DataDirectoryError, EmbeddedPostgresError
 from tracker.db.migrations import MigrationError
 from tracker.db.pool import DatabaseUnavailable

@@ -19,7 +19,8 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from tracker.config import ENV_PREFIX, Config
+from tracker.config import Config
+from tracker.config_load import ENV_PREFIX
 
 REGENERATE = "python -m tracker.config_doc > docs/CONFIG.md"
 

@@ -29,7 +29,8 @@ from pathlib import Path
 import aiohttp
 
 from carriers.registry import available_factories
-from tracker.config import Config, ConfigError, load_config
+from tracker.config import Config
+from tracker.config_load import ConfigError, load_config
 from tracker.doctor_checks import Check, Verdict, describe_error, fail
 from tracker.doctor_checks.carriers import check_budget, check_carrier_api
 from tracker.doctor_checks.database import DatabaseReport, check_database

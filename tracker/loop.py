@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from tracker.config import ConfigError
+from tracker.config_load import ConfigError
 
 T = TypeVar("T")
 

@@ -86,7 +86,7 @@ class ProgressPrinter:
 
 def run_sync(args: argparse.Namespace) -> int:
     from tracker.cli import setup_logging
-    from tracker.config import load_config
+    from tracker.config_load import load_config
 
     config = load_config(args.config)
     setup_logging(config, args.log_level or "WARNING")

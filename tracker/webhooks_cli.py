@@ -12,7 +12,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tracker.config import Config, load_config
+from tracker.config import Config
+from tracker.config_load import load_config
 from tracker.logs import configure_logging, secret_values
 from tracker.loop import run as run_loop
 from tracker.shopify.client import ShopifyClient

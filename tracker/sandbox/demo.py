@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tracker.config import load_config
+from tracker.config_load import load_config
 from tracker.engine.run import run_daemon
 from tracker.sandbox.serve import daemon_public_url, webhooks_line
 
