@@ -82,7 +82,10 @@ def replica_config(sandbox_config: dict[str, Any], database_url: str) -> dict[st
             settings["requests_per_day"] = BUDGET
     data["polling"] = {
         "sweep_interval": "0.5s",
-        "batch_size": 25,  # small claims, so the three interleave
+        # Small claims, few at once (a daemon holds at most 50), so the three interleave:
+        # with the defaults one daemon could claim every due shipment in one sweep.
+        "batch_size": 25,
+        "concurrent_batches": 2,
         "lease": "2m",
         # Long enough that every shipment is due exactly once during the test.
         "pre_transit_every": "6h",
