@@ -29,6 +29,7 @@ from carriers.base import Adapter
 from carriers.registry import build_adapters
 from tracker.config import Config
 from tracker.engine.attention import refresh_attention
+from tracker.engine.outage import DATABASE_DOWN, DatabaseWatch
 from tracker.engine.pacing import forget_old_windows
 from tracker.engine.poller import poll_due
 from tracker.engine.recorder import Recorder
@@ -46,16 +47,6 @@ from tracker.web.webhooks import WEBHOOK_ENDPOINT
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 10.0
-DATABASE_DOWN = (
-    OSError,  # refused, reset, timed out
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,  # starting up or shutting down
-    asyncpg.exceptions.AdminShutdownError,  # a fast shutdown ends our sessions
-    asyncpg.exceptions.CrashShutdownError,
-)
-"""What a job meets when PostgreSQL is away: it stops, and its next run tries again."""
-DATABASE_DOWN_REMINDER_SECONDS = 60.0
 WEBHOOK_INTERVAL_SECONDS = 2.0
 RECORDER_GRACE_SECONDS = 2.0
 """On stop, how long results already received may take to be stored before the daemon goes on
@@ -87,8 +78,7 @@ class Daemon:
     _in_flight: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _recorder: Recorder | None = None
     _stopping: bool = False
-    _database_down_since: float | None = None
-    _database_told_at: float = 0.0
+    _database: DatabaseWatch = field(default_factory=DatabaseWatch)
     _refusals: dict[int, str | None] = field(default_factory=dict)
 
     async def start(self, *, serve_web: bool = True) -> None:
@@ -173,7 +163,7 @@ class Daemon:
             started = asyncio.get_running_loop().time()
             try:
                 await job()
-                self._database_back(started)
+                self._database.back(started)
             except asyncio.CancelledError:
                 if not self._stopping:
                     raise
@@ -182,43 +172,13 @@ class Daemon:
             except aiohttp.ClientError:  # some are OSErrors too, but not the database's
                 log.exception("%s job failed", name)
             except DATABASE_DOWN as exc:
-                self._database_lost(name, exc)
+                self._database.lost(name, exc)
             except Exception:
                 log.exception("%s job failed", name)
             finally:
                 self._jobs.discard(task)
 
         return run
-
-    def _database_lost(self, job: str, exc: BaseException) -> None:
-        """A job met a database that is not there: say so once, not once per job run."""
-        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        now = asyncio.get_running_loop().time()
-        if self._database_down_since is None:
-            self._database_down_since = self._database_told_at = now
-            log.error(
-                "database unavailable (%s job: %s); jobs pause and retry on their next run "
-                "until it is back, nothing is lost",
-                job,
-                what,
-            )
-        elif now - self._database_told_at >= DATABASE_DOWN_REMINDER_SECONDS:
-            self._database_told_at = now
-            log.error(
-                "database still unavailable after %.0f s (%s job: %s)",
-                now - self._database_down_since,
-                job,
-                what,
-            )
-        else:
-            log.debug("%s job: database still unavailable: %s", job, what)
-
-    def _database_back(self, job_started: float) -> None:
-        """A job begun since the database was found away has run through: it is back."""
-        if self._database_down_since is not None and job_started > self._database_down_since:
-            down = asyncio.get_running_loop().time() - self._database_down_since
-            self._database_down_since = None
-            log.warning("database reachable again after %.0f s; carrying on", down)
 
     async def _show_access(self, shop: ShopRow, client: ShopifyClient) -> None:
         """Keep a store's refusal of our token on its row, where the table shows it."""
