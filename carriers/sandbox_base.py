@@ -344,51 +344,6 @@ EXPECTED_STATUS: dict[Kind, Status | None] = {
 }
 
 
-class TokenIssuer:
-    """Access tokens an OAuth sandbox hands out, with their expiry; tests can expire them all."""
-
-    def __init__(self, lifetime_seconds: float = 3600.0) -> None:
-        self.lifetime_seconds = lifetime_seconds
-        self._tokens: dict[str, float] = {}
-        self._issued_at: dict[str, float] = {}
-        self.issued = 0
-
-    def issue(self) -> str:
-        import secrets
-
-        token = "sbx_" + secrets.token_urlsafe(24)
-        now = time.monotonic()
-        self._tokens[token] = now + self.lifetime_seconds
-        self._issued_at[token] = now
-        self.issued += 1
-        return token
-
-    def valid(self, token: str | None) -> bool:
-        expires = self._tokens.get(token or "")
-        return expires is not None and time.monotonic() < expires
-
-    def issued_at(self, token: str) -> float | None:
-        """``time.monotonic()`` when ``token`` was issued, if this issuer issued it."""
-        return self._issued_at.get(token)
-
-    def revoke(self, token: str) -> None:
-        """``token`` is refused from now on, whatever its expiry said."""
-        self._tokens.pop(token, None)
-
-    def expire_all(self) -> None:
-        self._tokens.clear()
-
-
-TOKENS_KEY = web.AppKey("sandbox_tokens", TokenIssuer)
-
-
-def bearer(request: web.Request) -> str | None:
-    """The token of an ``Authorization: Bearer ...`` header, if any."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
-
-
 async def fault_pause(world: CarrierWorld, fault: Fault | None) -> None:
     """Sleep for the slow fault; every other fault is answered by the carrier's own code."""
     if fault is Fault.SLOW:
@@ -407,55 +362,3 @@ HTML_ERROR_PAGE = (
 
 
 CONTROL_PREFIX = "/_sandbox/"
-
-
-def add_control_routes(app: web.Application) -> None:
-    """``/_sandbox/*``: register timelines, read the request log, move the clock, break and heal
-    the sandbox (:mod:`carriers.sandbox_faults`, installed here too)."""
-    from carriers.sandbox_faults import add_fault_injection  # it builds on this module
-
-    add_fault_injection(app)
-
-    async def register(request: web.Request) -> web.Response:
-        world = request.app[WORLD_KEY]
-        payload: Any = await request.json()
-        items = payload if isinstance(payload, list) else [payload]
-        timelines = [Timeline.model_validate(item) for item in items]
-        world.register(timelines)
-        return web.json_response({"registered": len(timelines)})
-
-    async def requests_log(request: web.Request) -> web.Response:
-        world = request.app[WORLD_KEY]
-        return web.json_response(
-            [
-                {
-                    "at": r.at,
-                    "method": r.method,
-                    "path": r.path,
-                    "numbers": list(r.numbers),
-                    "status": r.status,
-                    "fault": r.fault,
-                }
-                for r in world.requests
-            ]
-        )
-
-    async def advance(request: web.Request) -> web.Response:
-        world = request.app[WORLD_KEY]
-        try:
-            hours = float(request.query.get("hours", "0"))
-        except ValueError:
-            raise web.HTTPBadRequest(text="hours must be a number") from None
-        world.clock.advance(timedelta(hours=hours))
-        return web.json_response({"now": world.clock.now().isoformat()})
-
-    async def expire_tokens(request: web.Request) -> web.Response:
-        issuer = request.app.get(TOKENS_KEY)
-        if issuer is not None:
-            issuer.expire_all()
-        return web.json_response({"expired": issuer is not None})
-
-    app.router.add_post("/_sandbox/tokens/expire", expire_tokens)
-    app.router.add_post("/_sandbox/timelines", register)
-    app.router.add_get("/_sandbox/requests", requests_log)
-    app.router.add_post("/_sandbox/clock/advance", advance)

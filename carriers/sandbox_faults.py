@@ -5,7 +5,7 @@ outside ``/_sandbox/`` is first answered by the carrier's handler as usual (so t
 logged with its numbers, and a registration or a token is really made), then that answer is
 spoilt on its way out: replaced by a 5xx or 429, cut short, sent one byte at a time, relabelled,
 never sent, or the connection is reset. The token modes act before the handler instead: they
-refuse the bearer token in the sandbox's :class:`~carriers.sandbox_base.TokenIssuer`, so the
+refuse the bearer token in the sandbox's :class:`~carriers.sandbox_tokens.TokenIssuer`, so the
 carrier answers its own 401 in its own shape.
 
 The request log records the fault each request met and the status its client saw: ``0`` when
@@ -34,13 +34,12 @@ from carriers.sandbox_base import (
     CONTROL_PREFIX,
     RECORD_KEY,
     TOKEN_MODES,
-    TOKENS_KEY,
     WORLD_KEY,
     CarrierWorld,
     FaultMode,
     RequestRecord,
-    bearer,
 )
+from carriers.sandbox_tokens import TOKENS_KEY, bearer
 
 __all__ = ["MAINTENANCE_PAGE", "add_fault_injection"]
 

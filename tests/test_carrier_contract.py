@@ -20,15 +20,8 @@ from carriers.base import (
     Outcome,
 )
 from carriers.registry import BUILTIN
-from carriers.sandbox_base import (
-    EXPECTED_STATUS,
-    TOKENS_KEY,
-    CarrierWorld,
-    Kind,
-    RequestRecord,
-    Scan,
-    Timeline,
-)
+from carriers.sandbox_base import EXPECTED_STATUS, CarrierWorld, Kind, RequestRecord, Scan, Timeline
+from carriers.sandbox_tokens import TOKENS_KEY
 from tracker.sandbox.serve import serve
 
 CODES = sorted(BUILTIN)

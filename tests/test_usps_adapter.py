@@ -14,7 +14,8 @@ import yaml
 from aiohttp import web
 
 from carriers.base import CarrierAuthError, CarrierSettings, CarrierUnavailable, Outcome
-from carriers.sandbox_base import EXPECTED_STATUS, TOKENS_KEY, CarrierWorld, Kind, Scan, Timeline
+from carriers.sandbox_base import EXPECTED_STATUS, CarrierWorld, Kind, Scan, Timeline
+from carriers.sandbox_tokens import TOKENS_KEY
 from carriers.usps import DEFAULT_BASE_URL, TEST_BASE_URL, UspsAdapter
 from carriers.usps.sandbox import ACCOUNT_KEY, build_app, mod10_check_digit, sample_number
 from carriers.usps.sandbox_render import TimeStyle, time_style

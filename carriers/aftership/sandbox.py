@@ -46,11 +46,11 @@ from carriers.sandbox_base import (
     CarrierWorld,
     Fault,
     RequestRecord,
-    add_control_routes,
     fault_pause,
     json_response,
     truncated_json,
 )
+from carriers.sandbox_control import add_control_routes
 
 __all__ = [
     "KIND_STATUS",

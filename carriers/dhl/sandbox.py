@@ -34,12 +34,12 @@ from carriers.sandbox_base import (
     Kind,
     Scan,
     Timeline,
-    add_control_routes,
     fault_pause,
     json_response,
     place_zone,
     truncated_json,
 )
+from carriers.sandbox_control import add_control_routes
 from carriers.timezones import format_timestamp
 
 log = logging.getLogger(__name__)

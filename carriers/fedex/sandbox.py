@@ -30,17 +30,15 @@ from aiohttp import web
 from carriers.fedex.sandbox_render import not_found_result, render_track_result
 from carriers.sandbox_base import (
     HTML_ERROR_PAGE,
-    TOKENS_KEY,
     WORLD_KEY,
     CarrierWorld,
     Fault,
-    TokenIssuer,
-    add_control_routes,
-    bearer,
     fault_pause,
     json_response,
     truncated_json,
 )
+from carriers.sandbox_control import add_control_routes
+from carriers.sandbox_tokens import TOKENS_KEY, TokenIssuer, bearer
 
 log = logging.getLogger(__name__)
 

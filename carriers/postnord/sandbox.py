@@ -39,11 +39,11 @@ from carriers.sandbox_base import (
     WORLD_KEY,
     CarrierWorld,
     Fault,
-    add_control_routes,
     fault_pause,
     json_response,
     truncated_json,
 )
+from carriers.sandbox_control import add_control_routes
 
 __all__ = [
     "SANDBOX_SETTINGS",

@@ -4,7 +4,7 @@ Routes, as on ``onlinetools.ups.com``:
 
 * ``POST /security/v1/oauth/token``: HTTP Basic client id and secret, form
   ``grant_type=client_credentials``; answers ``expires_in`` as a string, like UPS. Tokens come
-  from a :class:`~carriers.sandbox_base.TokenIssuer` under ``TOKENS_KEY``, so the shared
+  from a :class:`~carriers.sandbox_tokens.TokenIssuer` under ``TOKENS_KEY``, so the shared
   ``POST /_sandbox/tokens/expire`` route makes every issued token stale.
 * ``GET /api/track/v1/details/{inquiryNumber}``: needs a valid bearer token (else 401), the
   ``transId`` (at most 32 characters) and ``transactionSrc`` headers (else 400), a well-formed
@@ -40,17 +40,15 @@ from aiohttp import web
 
 from carriers.sandbox_base import (
     HTML_ERROR_PAGE,
-    TOKENS_KEY,
     WORLD_KEY,
     CarrierWorld,
     Fault,
-    TokenIssuer,
-    add_control_routes,
-    bearer,
     fault_pause,
     json_response,
     truncated_json,
 )
+from carriers.sandbox_control import add_control_routes
+from carriers.sandbox_tokens import TOKENS_KEY, TokenIssuer, bearer
 from carriers.ups.sandbox_render import render_track_response
 
 log = logging.getLogger(__name__)

@@ -31,17 +31,15 @@ from aiohttp import web
 
 from carriers.sandbox_base import (
     HTML_ERROR_PAGE,
-    TOKENS_KEY,
     WORLD_KEY,
     CarrierWorld,
     Fault,
-    TokenIssuer,
-    add_control_routes,
-    bearer,
     fault_pause,
     json_response,
     truncated_json,
 )
+from carriers.sandbox_control import add_control_routes
+from carriers.sandbox_tokens import TOKENS_KEY, TokenIssuer, bearer
 from carriers.usps.sandbox_render import TimeStyle, render_details, render_summary, time_style
 
 __all__ = [
