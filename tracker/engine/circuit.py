@@ -45,10 +45,7 @@ async def circuit_states(pool: asyncpg.Pool) -> Circuits:
 
 async def open_circuits(pool: asyncpg.Pool) -> dict[str, datetime]:
     """Carriers whose circuit is open now, with when it closes."""
-    rows = await pool.fetch(
-        "SELECT carrier, opened_until FROM carrier_circuits WHERE opened_until > now()"
-    )
-    return {r["carrier"]: r["opened_until"] for r in rows}
+    return (await circuit_states(pool)).resting
 
 
 async def record_failure(
