@@ -16,24 +16,29 @@ from tracker.shopify.sync import ensure_shops
 from tracker.web.app import build_app
 
 
+async def add_dhl_shipments(pool, shop_id: int, numbers: list[str]) -> None:
+    """One due DHL shipment per number, each of its own order and fulfillment."""
+    for n, number in enumerate(numbers):
+        await pool.execute(
+            """
+            INSERT INTO shipments (shop_id, order_id, order_name, fulfillment_id,
+                                   tracking_number, carrier)
+            VALUES ($1, $2, $3, $4, $5, 'dhl')
+            """,
+            shop_id,
+            f"gid://shopify/Order/{n}",
+            f"#{n}",
+            f"gid://shopify/Fulfillment/{n}",
+            number,
+        )
+
+
 async def test_circuit_opens_pauses_the_carrier_and_shows_on_the_table(pool):
     stack = await start_stack()
     try:
         config = stack.config("postgresql://unused")
         shop = (await ensure_shops(pool, config.shops))[SHOP]
-        for n in range(4):
-            await pool.execute(
-                """
-                INSERT INTO shipments (shop_id, order_id, order_name, fulfillment_id,
-                                       tracking_number, carrier)
-                VALUES ($1, $2, $3, $4, $5, 'dhl')
-                """,
-                shop.id,
-                f"gid://shopify/Order/{n}",
-                f"#{n}",
-                f"gid://shopify/Fulfillment/{n}",
-                f"SB500{n}",
-            )
+        await add_dhl_shipments(pool, shop.id, [f"SB500{n}" for n in range(4)])
         settings = {
             "dhl": CarrierSettings.model_validate(
                 {
@@ -70,20 +75,7 @@ async def test_a_success_closes_a_troubled_circuit_once_its_time_is_up(pool):
     try:
         config = stack.config("postgresql://unused")
         shop = (await ensure_shops(pool, config.shops))[SHOP]
-        for n in range(3):
-            await pool.execute(
-                """
-                INSERT INTO shipments (shop_id, order_id, order_name, fulfillment_id,
-                                       tracking_number, carrier)
-                VALUES ($1, $2, $3, $4, $5, $6)
-                """,
-                shop.id,
-                f"gid://shopify/Order/{n}",
-                f"#{n}",
-                f"gid://shopify/Fulfillment/{n}",
-                f"10000000{n}{n}",
-                "dhl",
-            )
+        await add_dhl_shipments(pool, shop.id, [f"10000000{n}{n}" for n in range(3)])
         await record_failure(pool, "ups", "timeout", threshold=5, open_for=timedelta(minutes=1))
         await record_failure(pool, "dhl", "timeout", threshold=1, open_for=timedelta(minutes=1))
         states = await circuit_states(pool)

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from tracker.db.connection import PooledConnection, reset_on_release
 from tracker.db.pool import create_pool
 
 LOCK = (424242, 7)
+
+
+@pytest.fixture
+async def single(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """One of our pools with one connection: every acquire gets the same session back."""
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    yield pool
+    await pool.close()
 
 
 async def lock_is_free(conn: asyncpg.Connection) -> bool:
@@ -22,57 +32,45 @@ async def lock_is_free(conn: asyncpg.Connection) -> bool:
 
 
 async def test_a_marked_connection_gives_its_session_lock_back(
-    database_url: str, conn: asyncpg.Connection
+    single: asyncpg.Pool, conn: asyncpg.Connection
 ) -> None:
-    pool = await create_pool(database_url, min_size=1, max_size=1)
-    try:
-        async with pool.acquire() as pooled:
-            assert isinstance(pooled._con, PooledConnection)
-            reset_on_release(pooled)
-            await pooled.execute("SELECT pg_advisory_lock($1, $2)", *LOCK)
-            assert not await lock_is_free(conn)
-            # The job is cancelled before its unlock: nothing unlocks explicitly.
-        assert await lock_is_free(conn)
-    finally:
-        await pool.close()
+    async with single.acquire() as pooled:
+        assert isinstance(pooled._con, PooledConnection)
+        reset_on_release(pooled)
+        await pooled.execute("SELECT pg_advisory_lock($1, $2)", *LOCK)
+        assert not await lock_is_free(conn)
+        # The job is cancelled before its unlock: nothing unlocks explicitly.
+    assert await lock_is_free(conn)
 
 
 async def test_an_unmarked_connection_is_given_back_without_a_round_trip(
-    database_url: str, conn: asyncpg.Connection
+    single: asyncpg.Pool, conn: asyncpg.Connection
 ) -> None:
-    pool = await create_pool(database_url, min_size=1, max_size=1)
-    try:
-        async with pool.acquire() as pooled:
-            backend = await pooled.fetchval("SELECT pg_backend_pid()")
-            # A session lock taken without the mark stays with the connection: this is what
-            # the mark is for, and what shows that no reset ran.
-            await pooled.execute("SELECT pg_advisory_lock($1, $2)", *LOCK)
-        assert not await lock_is_free(conn)
-        async with pool.acquire() as pooled:
-            assert await pooled.fetchval("SELECT pg_backend_pid()") == backend
-            reset_on_release(pooled)
-        assert await lock_is_free(conn)
-        # The mark holds for one release only.
-        async with pool.acquire() as pooled:
-            await pooled.execute("SELECT pg_advisory_lock($1, $2)", *LOCK)
-        assert not await lock_is_free(conn)
-    finally:
-        await pool.close()
+    async with single.acquire() as pooled:
+        backend = await pooled.fetchval("SELECT pg_backend_pid()")
+        # A session lock taken without the mark stays with the connection: this is what
+        # the mark is for, and what shows that no reset ran.
+        await pooled.execute("SELECT pg_advisory_lock($1, $2)", *LOCK)
+    assert not await lock_is_free(conn)
+    async with single.acquire() as pooled:
+        assert await pooled.fetchval("SELECT pg_backend_pid()") == backend
+        reset_on_release(pooled)
+    assert await lock_is_free(conn)
+    # The mark holds for one release only.
+    async with single.acquire() as pooled:
+        await pooled.execute("SELECT pg_advisory_lock($1, $2)", *LOCK)
+    assert not await lock_is_free(conn)
 
 
-async def test_an_open_transaction_is_rolled_back_either_way(database_url: str) -> None:
-    pool = await create_pool(database_url, min_size=1, max_size=1)
-    try:
-        pooled = await pool.acquire()
-        transaction = pooled.transaction()
-        await transaction.start()
-        await pooled.execute("CREATE TABLE left_open (x int)")
-        await pool.release(pooled)
-        async with pool.acquire() as again:
-            assert await again.fetchval("SELECT to_regclass('left_open')") is None
-            assert not again.is_in_transaction()
-    finally:
-        await pool.close()
+async def test_an_open_transaction_is_rolled_back_either_way(single: asyncpg.Pool) -> None:
+    pooled = await single.acquire()
+    transaction = pooled.transaction()
+    await transaction.start()
+    await pooled.execute("CREATE TABLE left_open (x int)")
+    await single.release(pooled)
+    async with single.acquire() as again:
+        assert await again.fetchval("SELECT to_regclass('left_open')") is None
+        assert not again.is_in_transaction()
 
 
 def test_every_session_lock_is_taken_on_a_marked_connection() -> None:
