@@ -1,16 +1,20 @@
-"""A carrier that keeps failing is left alone for a while; the others go on."""
+"""A carrier that keeps failing, or refuses our credentials, is left alone for a while; the
+others go on."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import aiohttp
 
 from carriers.base import CarrierSettings
 from carriers.registry import build_adapters
-from tests.harness import DHL_KEY, SHOP, start_stack
+from tests.harness import DHL_KEY, SHOP, eventually, start_stack
+from tests.test_carrier_faults import Box
 from tracker.config import PollingConfig, WritebackConfig
-from tracker.engine.circuit import Circuits, circuit_states, record_failure
+from tracker.engine.circuit import Circuits, circuit_states, forget_refusals, record_failure
+from tracker.engine.daemon import Daemon
 from tracker.engine.poller import poll_due
 from tracker.shopify.sync import ensure_shops
 from tracker.web.app import build_app
@@ -108,3 +112,81 @@ async def test_a_success_closes_a_troubled_circuit_once_its_time_is_up(pool):
         assert await circuit_states(pool) == Circuits({}, frozenset({"ups"}))
     finally:
         await stack.close()
+
+
+async def test_refused_credentials_open_the_circuit_until_a_restart_with_new_ones(
+    pool, database_url
+):
+    """A wrong DHL key: a failed request per shipment until the circuit opens, then none; the
+    table names the carrier and the setting; a daemon started with the right key asks at once
+    (the circuit would stay open for an hour otherwise) and the shipments get their events."""
+    stack = await start_stack()
+    dhl = Box("dhl", stack.dhl)
+    numbers = [dhl.number(n) for n in range(1, 7)]
+    for number in numbers:
+        dhl.register(number)
+        stack.store.add_order(fulfillments=[[("DHL Express", number, None)]])
+    polling = {
+        "circuit_failures": 3,
+        "circuit_open_for": "1h",
+        "batch_size": 2,
+        "concurrent_batches": 1,
+    }
+    wrong_key = {
+        "dhl": {"api_key": "not-the-key", "base_url": stack.dhl_url, "requests_per_second": 50}
+    }
+    daemon = Daemon(stack.config(database_url, carriers=wrong_key, polling=polling), pool)
+    try:
+        await daemon.start()
+
+        async def opened() -> bool:
+            row = await pool.fetchrow(
+                "SELECT reason, opened_until > now() AS open FROM carrier_circuits"
+                " WHERE carrier = 'dhl'"
+            )
+            return row is not None and row["open"] and row["reason"] == "credentials"
+
+        await eventually(opened, what="DHL's circuit opened by the refused key")
+
+        async def settled() -> bool:  # the sweep under way when it opened has ended
+            return not await pool.fetchval(
+                "SELECT count(*) FROM shipments WHERE lease_owner IS NOT NULL"
+            )
+
+        await eventually(settled, what="the claims given back")
+        asked = len(stack.dhl.requests)
+        async with aiohttp.ClientSession() as http, http.get(daemon.url) as response:
+            page = await response.text()
+        assert "<strong>dhl</strong> refuses our credentials" in page
+        assert "<code>carriers.dhl</code>" in page
+        assert "not-the-key" not in page
+        await pool.execute("UPDATE shipments SET next_poll_at = now()")
+        await asyncio.sleep(1.0)  # five sweeps
+        assert len(stack.dhl.requests) == asked  # resting: not one more request
+        await daemon.stop()
+        assert asked < len(numbers), asked  # not a request per shipment: three, and in flight
+
+        daemon = Daemon(stack.config(database_url, polling=polling), pool)
+        await daemon.start()
+
+        async def all_polled() -> bool:
+            found = await pool.fetchval(
+                "SELECT count(*) FROM shipments WHERE carrier_state = 'found'"
+            )
+            return bool(found == len(numbers))
+
+        await eventually(all_polled, what="every shipment polled with the right key")
+        assert await circuit_states(pool) == Circuits({}, frozenset())
+    finally:
+        await daemon.stop()
+        await stack.close()
+
+
+async def test_a_start_forgets_only_refusals_of_its_own_carriers(pool):
+    hour = timedelta(hours=1)
+    reasons = {"dhl": "credentials", "ups": "credentials", "usps": "unavailable"}
+    for carrier, reason in reasons.items():
+        await record_failure(pool, carrier, "failed", threshold=1, open_for=hour, reason=reason)
+    assert await forget_refusals(pool, ["dhl", "usps"]) == ["dhl"]
+    assert set((await circuit_states(pool)).resting) == {"ups", "usps"}
+    assert await forget_refusals(pool, ["dhl", "usps"]) == []  # nothing left to forget

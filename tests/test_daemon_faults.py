@@ -5,11 +5,12 @@ five others each suffer a different carrier-wide fault at once (three rounds cov
 :class:`~carriers.sandbox_base.FaultMode`). While they fail:
 
 * DHL's new shipments are polled and their events written to Shopify;
-* a carrier that cannot be asked is rested: its circuit opens, and opens again when the probe
-  after it fails; for a while of the open circuit it gets no request at all; over the whole fault
-  it gets at most one round of requests per opening; the status table names it;
-* a carrier whose answers are unreadable or whose credentials are refused is backed off per
-  shipment, and the shipment says why (JSON API);
+* a carrier that cannot be asked, or refuses our credentials, is rested: its circuit opens, and
+  opens again when the probe after it fails; for a while of the open circuit it gets no request
+  at all; over the whole fault it gets at most one round of requests per opening; the status
+  table names it and says which of the two it is;
+* a carrier whose answers are unreadable is backed off per shipment;
+* either way the shipment says why (JSON API);
 * a survivable fault (expired tokens, JSON labelled text/plain) costs no poll;
 * no message, page or log line shows a credential.
 
@@ -86,6 +87,7 @@ POLLING = {
 
 class Reaction(Enum):
     REST = "circuit opens"
+    REFUSED = "circuit opens (refused)"
     BACK_OFF = "per-shipment backoff"
     ABSORB = "no failed poll"
 
@@ -94,9 +96,15 @@ def reaction(mode: FaultMode) -> Reaction:
     expect, _ = EXPECTED[mode]
     if expect is Expect.UNAVAILABLE:
         return Reaction.REST
-    if expect in (Expect.ERROR_RESULT, Expect.AUTH):
+    if expect is Expect.AUTH:
+        return Reaction.REFUSED
+    if expect is Expect.ERROR_RESULT:
         return Reaction.BACK_OFF
     return Reaction.ABSORB
+
+
+RESTED = (Reaction.REST, Reaction.REFUSED)
+"""The reactions that open the carrier's circuit."""
 
 
 def test_the_rounds_cover_every_fault():
@@ -261,7 +269,7 @@ async def test_the_daemon_rides_out_broken_carriers_and_recovers_by_itself(
                 assert not [s for s in secrets if s in message], message
                 assert body["events"] == []  # none invented
 
-                if kind is Reaction.REST:
+                if kind in RESTED:
 
                     async def reopened(c: str = code) -> bool:
                         return openings(caplog, c) >= 2
@@ -273,11 +281,13 @@ async def test_the_daemon_rides_out_broken_carriers_and_recovers_by_itself(
 
                     await eventually(held_back, timeout=60, what=f"{code} held back while open")
 
-                    async def on_the_table(c: str = code) -> bool:
+                    words = "keeps failing" if kind is Reaction.REST else "refuses our credentials"
+
+                    async def on_the_table(c: str = code, w: str = words) -> bool:
                         async with http.get(daemon.url) as page:
                             html = await page.text()
                         assert not [s for s in secrets if s in html]
-                        return f"<strong>{c}</strong> keeps failing" in html
+                        return f"<strong>{c}</strong> {w}" in html
 
                     await eventually(on_the_table, timeout=60, what=f"{code} on the status table")
 
@@ -316,7 +326,7 @@ async def test_the_daemon_rides_out_broken_carriers_and_recovers_by_itself(
     for code, mode in faults.items():
         opened = openings(caplog, code)
         kind = reaction(mode)
-        if kind is Reaction.REST:
+        if kind in RESTED:
             # A round asks about each shipment at most once, each try sent once (twice for a
             # reset: aiohttp resends an idempotent request once itself); there are rounds
             # before the circuit first opens, then one per opening (and one for a race).

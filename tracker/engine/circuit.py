@@ -1,21 +1,30 @@
 """Per-carrier circuit breakers, shared by every worker through PostgreSQL.
 
-After ``polling.circuit_failures`` failed requests in a row (timeouts, 5xx, 429 after retries),
-a carrier is left alone for ``polling.circuit_open_for``; its shipments wait, the other
-carriers go on, and the status table says so. When that time is up the next sweep asks the
-carrier again (the shipments then due): one more failure opens the circuit again at once, the
-first success closes it.
+After ``polling.circuit_failures`` failed requests in a row (timeouts, 5xx, 429 after retries,
+or credentials the carrier refuses), a carrier is left alone for ``polling.circuit_open_for``;
+its shipments wait, the other carriers go on, and the status table says so and why. When that
+time is up the next sweep asks the carrier again (the shipments then due): one more failure
+opens the circuit again at once, the first success closes it.
+
+Refused credentials will not heal by waiting: the settings must change, which takes a restart.
+So a daemon that starts closes the circuits that refused credentials opened for its carriers
+(:func:`forget_refusals`) and asks at once instead of after the rest of the open time.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 import asyncpg
 
 log = logging.getLogger(__name__)
+
+Reason = Literal["unavailable", "credentials"]
+"""Why requests failed: the carrier could not be asked, or it refused our credentials."""
 
 
 @dataclass(frozen=True)
@@ -49,22 +58,29 @@ async def open_circuits(pool: asyncpg.Pool) -> dict[str, datetime]:
 
 
 async def record_failure(
-    pool: asyncpg.Pool, carrier: str, error: str, *, threshold: int, open_for: timedelta
+    pool: asyncpg.Pool,
+    carrier: str,
+    error: str,
+    *,
+    threshold: int,
+    open_for: timedelta,
+    reason: Reason = "unavailable",
 ) -> bool:
     """Count one failed request; True when this failure opened the circuit.
 
     Failures while it is already open (requests that were in flight) count but do not extend
-    it, and return False.
+    it, and return False. The circuit keeps the latest failure's ``error`` and ``reason``.
     """
     # An opening by this statement sets opened_until to this statement's now() + open_for; an
     # earlier opening was made at an earlier now().
     opened: bool | None = await pool.fetchval(
         """
-        INSERT INTO carrier_circuits AS c (carrier, failures, last_error, updated_at,
+        INSERT INTO carrier_circuits AS c (carrier, failures, last_error, reason, updated_at,
                                            opened_until)
-        VALUES ($1, 1, $2, now(), CASE WHEN 1 >= $3 THEN now() + $4::interval END)
+        VALUES ($1, 1, $2, $5, now(), CASE WHEN 1 >= $3 THEN now() + $4::interval END)
         ON CONFLICT (carrier) DO UPDATE SET
-            failures = c.failures + 1, last_error = EXCLUDED.last_error, updated_at = now(),
+            failures = c.failures + 1, last_error = EXCLUDED.last_error,
+            reason = EXCLUDED.reason, updated_at = now(),
             opened_until = CASE
                 WHEN c.failures + 1 >= $3 AND (c.opened_until IS NULL OR c.opened_until < now())
                 THEN now() + $4::interval ELSE c.opened_until END
@@ -74,8 +90,18 @@ async def record_failure(
         error[:500],
         threshold,
         open_for,
+        reason,
     )
-    if opened:
+    if opened and reason == "credentials":
+        log.warning(
+            "%s circuit open for %s: the carrier refuses our credentials (%s); fix carriers.%s "
+            "and restart to ask again at once",
+            carrier,
+            open_for,
+            error,
+            carrier,
+        )
+    elif opened:
         log.warning("%s circuit open for %s after repeated failures: %s", carrier, open_for, error)
     return bool(opened)
 
@@ -88,3 +114,21 @@ async def record_success(pool: asyncpg.Pool, carrier: str) -> None:
         """,
         carrier,
     )
+
+
+async def forget_refusals(pool: asyncpg.Pool, carriers: Collection[str]) -> list[str]:
+    """Close the circuits of ``carriers`` that refused credentials opened or were counting
+    towards (this process may have been started with new ones); the carriers, sorted."""
+    rows = await pool.fetch(
+        """
+        UPDATE carrier_circuits SET failures = 0, opened_until = NULL, updated_at = now()
+        WHERE carrier = ANY($1::text[]) AND reason = 'credentials'
+          AND (failures > 0 OR opened_until IS NOT NULL)
+        RETURNING carrier
+        """,
+        list(carriers),
+    )
+    forgotten = sorted(r["carrier"] for r in rows)
+    for carrier in forgotten:
+        log.info("asking %s again: its credentials were refused before this start", carrier)
+    return forgotten

@@ -29,6 +29,7 @@ from carriers.base import Adapter
 from carriers.registry import build_adapters
 from tracker.config import Config
 from tracker.engine.attention import refresh_attention
+from tracker.engine.circuit import forget_refusals
 from tracker.engine.outage import DATABASE_DOWN, DatabaseWatch
 from tracker.engine.pacing import forget_old_windows
 from tracker.engine.poller import poll_due
@@ -89,6 +90,7 @@ class Daemon:
             )
         )
         self._adapters = build_adapters(self.config.carriers, self._session)
+        await forget_refusals(self.pool, self._adapters)
         rows = await ensure_shops(self.pool, self.config.shops)
         for shop in self.config.shops:
             row = rows[shop.domain]

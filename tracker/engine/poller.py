@@ -252,18 +252,22 @@ async def _release(
     """Give back the shipments of a request the carrier did not answer, and say why."""
     context = {"carrier": adapter.code, "shipments": len(batch)}
     report.failed_batches += 1
-    if isinstance(exc, CarrierAuthError):
-        log.error("%s rejected our credentials: %s", adapter.code, exc, extra=context)
-        await release_failed(pool, worker, batch, "carrier_error", str(exc), polling)
-    elif isinstance(exc, CarrierUnavailable):
-        log.warning("%s unavailable: %s", adapter.code, exc, extra=context)
-        await release_failed(pool, worker, batch, "unavailable", str(exc), polling)
+    if isinstance(exc, CarrierAuthError | CarrierUnavailable):
+        refused = isinstance(exc, CarrierAuthError)
+        if refused:
+            log.error("%s rejected our credentials: %s", adapter.code, exc, extra=context)
+        else:
+            log.warning("%s unavailable: %s", adapter.code, exc, extra=context)
+        await release_failed(
+            pool, worker, batch, "carrier_error" if refused else "unavailable", str(exc), polling
+        )
         await record_failure(
             pool,
             adapter.code,
             str(exc),
             threshold=polling.circuit_failures,
             open_for=polling.circuit_open_for,
+            reason="credentials" if refused else "unavailable",
         )
     else:
         log.error(

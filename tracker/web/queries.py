@@ -450,7 +450,7 @@ WHERE last_sync_error IS NOT NULL OR notice IS NOT NULL ORDER BY domain
 """
 
 RESTING_CARRIERS = """
-SELECT carrier, opened_until, last_error FROM carrier_circuits
+SELECT carrier, opened_until, last_error, reason FROM carrier_circuits
 WHERE opened_until > now() ORDER BY carrier
 """
 
