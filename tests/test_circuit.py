@@ -10,10 +10,17 @@ import aiohttp
 
 from carriers.base import CarrierSettings
 from carriers.registry import build_adapters
+from carriers.sandbox_base import FaultMode
 from tests.harness import DHL_KEY, SHOP, eventually, start_stack
 from tests.test_carrier_faults import Box
 from tracker.config import PollingConfig, WritebackConfig
-from tracker.engine.circuit import Circuits, circuit_states, forget_refusals, record_failure
+from tracker.engine.circuit import (
+    PAUSE_SLACK,
+    Circuits,
+    circuit_states,
+    forget_refusals,
+    record_failure,
+)
 from tracker.engine.daemon import Daemon
 from tracker.engine.poller import poll_due
 from tracker.shopify.sync import ensure_shops
@@ -190,3 +197,52 @@ async def test_a_start_forgets_only_refusals_of_its_own_carriers(pool):
     assert await forget_refusals(pool, ["dhl", "usps"]) == ["dhl"]
     assert set((await circuit_states(pool)).resting) == {"ups", "usps"}
     assert await forget_refusals(pool, ["dhl", "usps"]) == []  # nothing left to forget
+
+
+async def test_a_long_retry_after_pauses_the_carrier_for_every_replica_at_once(pool):
+    """One 429 with ``Retry-After: 3600`` opens DHL's circuit for the hour (the threshold is
+    five failures); a second worker with its own adapter, never told, sends nothing."""
+    stack = await start_stack()
+    try:
+        config = stack.config("postgresql://unused")
+        shop = (await ensure_shops(pool, config.shops))[SHOP]
+        await add_dhl_shipments(pool, shop.id, [f"10000000{n}{n}" for n in range(2)])
+        stack.dhl.retry_after = "3600"
+        stack.dhl.set_fault(FaultMode.RATE_LIMITED)
+        settings = {
+            "dhl": CarrierSettings.model_validate(
+                {"api_key": DHL_KEY, "base_url": stack.dhl_url, "requests_per_second": 100}
+            )
+        }
+        polling = PollingConfig.model_validate({"circuit_failures": 5, "batch_size": 1})
+        async with aiohttp.ClientSession() as one, aiohttp.ClientSession() as two:
+            told = await poll_due(
+                pool, build_adapters(settings, one), polling, WritebackConfig(), "a", settings
+            )
+            assert told.failed_batches == 1
+            until = (await circuit_states(pool)).resting["dhl"]
+            left = (until - await pool.fetchval("SELECT now()")).total_seconds()
+            assert 3590 < left <= 3600, left
+            sent = len(stack.dhl.requests)
+            await pool.execute("UPDATE shipments SET next_poll_at = now()")
+            other = await poll_due(
+                pool, build_adapters(settings, two), polling, WritebackConfig(), "b", settings
+            )
+        assert other.claimed == 0
+        assert len(stack.dhl.requests) == sent == 1
+    finally:
+        await stack.close()
+
+
+async def test_a_pause_extends_an_open_circuit_only_when_it_ends_clearly_later(pool):
+    minute, hour = timedelta(minutes=1), timedelta(hours=1)
+    assert await record_failure(pool, "ups", "429", threshold=5, open_for=minute, pause=hour)
+    # The requests in flight get the same answer a moment later: no new opening.
+    assert not await record_failure(pool, "ups", "429", threshold=5, open_for=minute, pause=hour)
+    # Failures without a pause do not shorten it.
+    assert not await record_failure(pool, "ups", "timeout", threshold=1, open_for=minute)
+    first = (await circuit_states(pool)).resting["ups"]
+    assert await record_failure(
+        pool, "ups", "429", threshold=5, open_for=minute, pause=hour + 2 * PAUSE_SLACK
+    )
+    assert (await circuit_states(pool)).resting["ups"] > first + PAUSE_SLACK

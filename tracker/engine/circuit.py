@@ -4,7 +4,9 @@ After ``polling.circuit_failures`` failed requests in a row (timeouts, 5xx, 429 
 or credentials the carrier refuses), a carrier is left alone for ``polling.circuit_open_for``;
 its shipments wait, the other carriers go on, and the status table says so and why. When that
 time is up the next sweep asks the carrier again (the shipments then due): one more failure
-opens the circuit again at once, the first success closes it.
+opens the circuit again at once, the first success closes it. A carrier that asks for a long
+pause (a ``Retry-After`` longer than a process waits by itself) gets it at once, from every
+replica: its circuit opens for that long on the first such answer.
 
 Refused credentials will not heal by waiting: the settings must change, which takes a restart.
 So a daemon that starts closes the circuits that refused credentials opened for its carriers
@@ -22,6 +24,9 @@ from typing import Literal
 import asyncpg
 
 log = logging.getLogger(__name__)
+
+PAUSE_SLACK = timedelta(seconds=30)
+"""How much later than the open circuit's end a carrier's pause must end to extend it."""
 
 Reason = Literal["unavailable", "credentials"]
 """Why requests failed: the carrier could not be asked, or it refused our credentials."""
@@ -65,11 +70,17 @@ async def record_failure(
     threshold: int,
     open_for: timedelta,
     reason: Reason = "unavailable",
+    pause: timedelta | None = None,
 ) -> bool:
     """Count one failed request; True when this failure opened the circuit.
 
     Failures while it is already open (requests that were in flight) count but do not extend
     it, and return False. The circuit keeps the latest failure's ``error`` and ``reason``.
+
+    ``pause`` is how long the carrier asked us to wait (a long ``Retry-After``): the circuit
+    opens for that long at once, whatever the count, so every replica waits, not only the one
+    that was told. It extends an open circuit only by more than :data:`PAUSE_SLACK` (the
+    requests in flight when the first answer came get the same answer, a moment later).
     """
     # An opening by this statement sets opened_until to this statement's now() + open_for; an
     # earlier opening was made at an earlier now().
@@ -77,20 +88,27 @@ async def record_failure(
         """
         INSERT INTO carrier_circuits AS c (carrier, failures, last_error, reason, updated_at,
                                            opened_until)
-        VALUES ($1, 1, $2, $5, now(), CASE WHEN 1 >= $3 THEN now() + $4::interval END)
+        VALUES ($1, 1, $2, $5, now(),
+                COALESCE(now() + $6::interval, CASE WHEN 1 >= $3 THEN now() + $4::interval END))
         ON CONFLICT (carrier) DO UPDATE SET
             failures = c.failures + 1, last_error = EXCLUDED.last_error,
             reason = EXCLUDED.reason, updated_at = now(),
             opened_until = CASE
+                WHEN $6::interval IS NOT NULL AND (c.opened_until IS NULL
+                     OR c.opened_until < now() + $6::interval - $7::interval)
+                THEN now() + $6::interval
                 WHEN c.failures + 1 >= $3 AND (c.opened_until IS NULL OR c.opened_until < now())
                 THEN now() + $4::interval ELSE c.opened_until END
-        RETURNING opened_until IS NOT NULL AND opened_until = now() + $4::interval
+        RETURNING opened_until IS NOT NULL
+              AND opened_until IN (now() + $4::interval, now() + $6::interval)
         """,
         carrier,
         error[:500],
         threshold,
         open_for,
         reason,
+        pause,
+        PAUSE_SLACK,
     )
     if opened and reason == "credentials":
         log.warning(
@@ -100,6 +118,10 @@ async def record_failure(
             open_for,
             error,
             carrier,
+        )
+    elif opened and pause is not None:
+        log.warning(
+            "%s circuit open for %s: the carrier asked for a pause (%s)", carrier, pause, error
         )
     elif opened:
         log.warning("%s circuit open for %s after repeated failures: %s", carrier, open_for, error)

@@ -27,6 +27,7 @@ from carriers.base import (
     Outcome,
     TrackResult,
 )
+from carriers.http import MAX_RETRY_WAIT
 from tracker.config import PollingConfig, WritebackConfig
 from tracker.engine.budget import next_budget_day, reserve_up_to
 from tracker.engine.circuit import circuit_states, record_failure, record_success
@@ -240,6 +241,13 @@ async def _all_or_none(*jobs: Coroutine[object, object, None]) -> None:
         raise
 
 
+def _asked_pause(exc: CarrierError) -> timedelta | None:
+    """The carrier's ``Retry-After``, when longer than a process waits by itself: the whole
+    carrier pauses for it, every replica alike (:func:`record_failure` opens the circuit)."""
+    wait = exc.retry_after if isinstance(exc, CarrierUnavailable) else None
+    return timedelta(seconds=wait) if wait is not None and wait > MAX_RETRY_WAIT else None
+
+
 async def _release(
     pool: asyncpg.Pool,
     adapter: Adapter,
@@ -268,6 +276,7 @@ async def _release(
             threshold=polling.circuit_failures,
             open_for=polling.circuit_open_for,
             reason="credentials" if refused else "unavailable",
+            pause=_asked_pause(exc),
         )
     else:
         log.error(
