@@ -35,7 +35,7 @@ from carriers.sandbox_base import FaultMode
 from tests.harness import DHL_KEY, TOKEN, Stack, eventually, start_stack
 from tests.test_carrier_faults import EXPECTED, MAX_ATTEMPTS, Box, Expect
 from tracker.engine.daemon import Daemon
-from tracker.sandbox.shopify_store import Order
+from tracker.sandbox.shopify_models import Order
 
 ROUNDS: dict[str, dict[str, FaultMode]] = {
     "a": {

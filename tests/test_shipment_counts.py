@@ -16,7 +16,8 @@ import pytest
 
 from tests.tabledata import NOW, add_shop, ship, varied_shipments
 from tracker.web import queries
-from tracker.web.queries import compact_counts, fetch_counts, fetch_page, page_statement
+from tracker.web.counts import compact_counts, fetch_counts
+from tracker.web.queries import fetch_page, page_statement
 from tracker.web.selection import SORTS, TABS, Params, ShipmentFilter, conditions_sql
 
 GROUPS = (

@@ -378,38 +378,12 @@ def _webhooks_register(args: argparse.Namespace) -> int:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from carriers.detect import detect
-    from tracker.lookup import detect_report
+    from tracker.lookup_cli import run_detect
 
-    candidates = detect(args.number)
-    print(detect_report(args.number, candidates, as_json=args.json))
-    return EXIT_OK if candidates else EXIT_NOT_TRACKED
+    return run_detect(args)
 
 
 def _track(args: argparse.Namespace) -> int:
-    from carriers.base import CarrierAuthError, CarrierError, Outcome
-    from tracker.lookup import (
-        LookupRefused,
-        choose_carrier,
-        result_document,
-        track_one,
-        track_report,
-    )
+    from tracker.lookup_cli import run_track
 
-    config = load_config(args.config)
-    setup_logging(config, args.log_level or "WARNING")
-    try:
-        carrier = choose_carrier(args.number, args.carrier, config)
-    except LookupRefused as exc:
-        print(f"tracker track: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        result = run_loop(track_one(args.number, carrier, config))
-    except CarrierAuthError as exc:
-        print(f"{carrier} refused the credentials: {exc}", file=sys.stderr)
-        return EXIT_CARRIER_DOWN
-    except CarrierError as exc:
-        print(f"{carrier} could not be asked: {exc}", file=sys.stderr)
-        return EXIT_CARRIER_DOWN
-    print(track_report(result_document(carrier, result), as_json=args.json))
-    return EXIT_OK if result.outcome is Outcome.FOUND else EXIT_NOT_TRACKED
+    return run_track(args)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -21,17 +19,12 @@ from graphql import (
     GraphQLError,
     GraphQLObjectType,
     GraphQLResolveInfo,
-    GraphQLScalarType,
     GraphQLSchema,
-    IntValueNode,
-    StringValueNode,
-    ValueNode,
     build_ast_schema,
     parse,
-    print_ast,
 )
 
-from tracker.sandbox.order_search import order_matches, parse_timestamp, search_warnings
+from tracker.sandbox.order_search import order_matches, search_warnings
 from tracker.sandbox.pagination import PaginationError, SortKey, paginate
 from tracker.sandbox.search_query import SearchSyntaxError, parse_search_query
 from tracker.sandbox.shopify_bulk import window_connection
@@ -47,6 +40,7 @@ from tracker.sandbox.shopify_models import (
     parse_gid,
 )
 from tracker.sandbox.shopify_profile import bind_profile_resolvers
+from tracker.sandbox.shopify_scalars import bind_scalars
 from tracker.sandbox.shopify_store import (
     FulfillmentCancelledError,
     ShopifyStore,
@@ -120,60 +114,9 @@ def _build_schema(missing: frozenset[tuple[str, str]]) -> GraphQLSchema:
             )
         definitions.append(definition)
     schema = build_ast_schema(type(document)(definitions=tuple(definitions)))
-    _bind_scalars(schema)
+    bind_scalars(schema)
     _bind_resolvers(schema)
     return schema
-
-
-# -- scalars -----------------------------------------------------------------------------------
-
-
-def serialize_datetime(value: Any) -> str:
-    """Shopify's DateTime: UTC to the second, ``2026-01-31T12:00:00Z``."""
-    if not isinstance(value, datetime):
-        raise GraphQLError(f"DateTime cannot represent {value!r}")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_datetime(value: Any) -> datetime:
-    moment = parse_timestamp(value) if isinstance(value, str) else None
-    if moment is None:
-        raise GraphQLError(f"Invalid DateTime: {value!r}")
-    return moment
-
-
-def _parse_unsigned(value: Any) -> int:
-    if isinstance(value, int | str) and str(value).isdigit():
-        return int(value)
-    raise GraphQLError(f"Invalid UnsignedInt64: {value!r}")
-
-
-def _implement_scalar(
-    scalar: Any, output: Callable[[Any], Any], parse_input: Callable[[Any], Any]
-) -> None:
-    """Give a scalar built from SDL its coercion, for graphql-core 3.2 and 3.3 alike."""
-
-    def parse_node(node: ValueNode, _variables: dict[str, Any] | None = None) -> Any:
-        if not isinstance(node, StringValueNode | IntValueNode):
-            raise GraphQLError(f"{scalar.name} cannot represent {print_ast(node)}")
-        return parse_input(node.value)
-
-    assert isinstance(scalar, GraphQLScalarType)
-    implementation = {
-        "serialize": output,  # graphql-core 3.2
-        "parse_value": parse_input,
-        "parse_literal": parse_node,
-        "coerce_output_value": output,  # graphql-core 3.3
-        "coerce_input_value": parse_input,
-        "coerce_input_literal": parse_node,
-    }
-    for attribute, function in implementation.items():
-        setattr(scalar, attribute, function)
-
-
-def _bind_scalars(schema: GraphQLSchema) -> None:
-    _implement_scalar(schema.type_map["DateTime"], serialize_datetime, _parse_datetime)
-    _implement_scalar(schema.type_map["UnsignedInt64"], lambda v: str(int(v)), _parse_unsigned)
 
 
 # -- resolvers ---------------------------------------------------------------------------------

@@ -13,9 +13,7 @@ makes later ``fulfillmentEventCreate`` calls on it fail with ``userErrors``.
 
 from __future__ import annotations
 
-import hmac
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -34,6 +32,7 @@ from tracker.sandbox.shopify_models import (
     legacy_id,
 )
 from tracker.sandbox.shopify_profile import ShopProfile
+from tracker.sandbox.shopify_tokens import AccessTokens
 from tracker.sandbox.shopify_webhooks import SandboxWebhooks
 
 log = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ def _tracking(seed: TrackingSeed) -> TrackingInfo:
     return TrackingInfo(seed[0], seed[1], seed[2])
 
 
-class ShopifyStore(FaultCounters):
+class ShopifyStore(AccessTokens, FaultCounters):
     """One Shopify shop as the sandbox serves it.
 
     ``domain`` is the ``*.myshopify.com`` name, ``access_token`` the Admin API token a request
@@ -89,14 +88,7 @@ class ShopifyStore(FaultCounters):
         now: Callable[[], datetime] = _utc_now,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.domain = domain
-        self.access_token = access_token
-        # The app's credentials: the client-credentials grant and webhook signatures.
-        self.client_id = f"sandbox-client-{domain.split('.', 1)[0]}"
-        self.client_secret = f"sandbox-secret-{secrets.token_hex(8)}"
-        self.granted_token_lifetime = 86399.0
-        self.token_revoked = False
-        self._granted: dict[str, float] = {}
+        AccessTokens.__init__(self, domain, access_token)
         # Carriers (tracking company names, case-insensitive) Shopify tracks natively here.
         self.native_tracking: set[str] = set()
         # False: the app lacks protected customer data access (name, e-mail are refused).
@@ -106,7 +98,7 @@ class ShopifyStore(FaultCounters):
         self.shop_name = shop_name or domain.split(".", 1)[0].replace("-", " ").title()
         self.now = now
         self.bucket = LeakyBucket(bucket_size, restore_rate, clock=monotonic)
-        super().__init__()
+        FaultCounters.__init__(self)
         self.stats = StoreStats()
         self._orders: dict[int, Order] = {}
         self._fulfillments: dict[int, Fulfillment] = {}
@@ -119,44 +111,6 @@ class ShopifyStore(FaultCounters):
         self.access_scopes: set[str] = set(shopify_bulk.DEFAULT_ACCESS_SCOPES)
         self.bulk = shopify_bulk.BulkOperations(self)
         self.webhooks = SandboxWebhooks(domain, lambda: self.client_secret, lambda: self.now())
-
-    # -- tokens --------------------------------------------------------------------------------
-
-    def grant_token(self, client_id: str, client_secret: str) -> str | None:
-        """A new access token for the app's credentials (the client-credentials grant)."""
-        if not (
-            hmac.compare_digest(client_id.encode(), self.client_id.encode())
-            and hmac.compare_digest(client_secret.encode(), self.client_secret.encode())
-        ):
-            return None
-        token = f"shpat_granted_{secrets.token_hex(12)}"
-        self._granted[token] = time.monotonic() + self.granted_token_lifetime
-        return token
-
-    def token_valid(self, token: str) -> bool:
-        """The static token, or a granted one that has not expired or been revoked."""
-        if self.token_revoked:
-            return False
-        if hmac.compare_digest(token.encode(), self.access_token.encode()):
-            return True
-        expires = self._granted.get(token)
-        return expires is not None and time.monotonic() < expires
-
-    def revoke_granted_tokens(self) -> None:
-        self._granted.clear()
-
-    def revoke_token(self) -> None:
-        """The merchant uninstalled the app or rotated its token: every request gets 401.
-
-        Unlike replacing ``access_token``, :meth:`restore_token` makes the same token valid
-        again (the app reinstalled with it), so a daemon that was refused can carry on.
-        """
-        self.token_revoked = True
-        log.info("sandbox %s: access token revoked", self.domain)
-
-    def restore_token(self) -> None:
-        self.token_revoked = False
-        log.info("sandbox %s: access token valid again", self.domain)
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ from aiohttp import web
 
 from tracker.web import present
 from tracker.web.app import POOL, WebError, parse_shipment_id
+from tracker.web.counts import fetch_counts
 from tracker.web.openapi import openapi_document
-from tracker.web.queries import fetch_counts, fetch_events, fetch_page, fetch_shipment
+from tracker.web.queries import fetch_events, fetch_page, fetch_shipment
 from tracker.web.table import LINKS, page_cursors, view_of
 
 OPENAPI = web.AppKey("openapi", dict)

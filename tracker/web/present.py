@@ -80,7 +80,7 @@ WRITEBACK_WORDS: dict[str, str] = {
     "skipped": "Skipped",
 }
 
-# The tabs of the table (tracker.web.queries.TAB_CONDITIONS): label and what it holds.
+# The tabs of the table (tracker.web.selection.TAB_CONDITIONS): label and what it holds.
 TAB_WORDS: dict[str, tuple[str, str]] = {
     "all": ("All", "Every shipment"),
     "attention": ("Needs attention", "Flagged: late, stalled, failed, not found, ..."),

@@ -18,9 +18,10 @@ from tracker.config import Config
 from tracker.engine.attention import FLAGS
 from tracker.web import present
 from tracker.web.app import PAGES, POOL, bad_request
+from tracker.web.counts import fetch_counts
 from tracker.web.export import stream_csv
 from tracker.web.links import TrackingLinks, links_context
-from tracker.web.queries import Page, fetch_counts, fetch_notices, fetch_page
+from tracker.web.queries import Page, fetch_notices, fetch_page
 from tracker.web.selection import SORTS, TABS, UNKNOWN_CARRIER
 from tracker.web.view import NO_STATUS, STATUSES, BadQuery, View, encode_cursor, parse_view
 
