@@ -11,13 +11,13 @@ from aiohttp import web
 from tests.harness import Stack, start_stack
 from tracker.sandbox.serve import serve
 from tracker.shopify.client import (
-    CostBucket,
     GraphQLError,
     ShopifyAuthError,
     ShopifyClient,
     ShopifyOutcomeUnknown,
     ShopifyUnavailable,
 )
+from tracker.shopify.pacing import CostBucket
 
 
 @pytest.fixture

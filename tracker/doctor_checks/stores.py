@@ -18,12 +18,12 @@ import aiohttp
 from tracker.config import Config, ShopConfig
 from tracker.doctor_checks import Check, describe_error, fail, ok, warn
 from tracker.shopify.client import (
-    CostBucket,
     ShopifyAuthError,
     ShopifyClient,
     ShopifyError,
     ShopifyUnavailable,
 )
+from tracker.shopify.pacing import CostBucket
 from tracker.shopify.subscriptions import REGISTERED_TOPICS, callback_url, subscribed_urls
 
 READ_SCOPES = ("read_orders", "read_fulfillments")

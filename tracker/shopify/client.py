@@ -5,7 +5,8 @@ operation. The client keeps its own estimate of the store's leaky bucket from
 ``extensions.cost.throttleStatus`` and waits before a request would be throttled. THROTTLED
 answers, 429 and (for queries only) 5xx and timeouts are retried with tenacity, bounded and
 honouring ``Retry-After``. A mutation is never retried once it may have reached Shopify:
-:class:`ShopifyOutcomeUnknown` tells the caller to find out what happened instead.
+:class:`ShopifyOutcomeUnknown` tells the caller to find out what happened instead. The bucket
+and the retry policy are in :mod:`tracker.shopify.pacing`.
 
 Throttling and a refused token are the store's state, not one request's: a THROTTLED answer
 pauses every request of the client (longer each time in a row), and a 401 stops all calls to
@@ -20,16 +21,15 @@ import functools
 import json
 import logging
 import time
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import aiohttp
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from carriers.http import parse_retry_after
 from carriers.oauth import TokenCache
 from tracker.config import ShopConfig
+from tracker.shopify.pacing import CostBucket, Retry, is_throttled, retry_policy, throttle_wait
 
 log = logging.getLogger(__name__)
 
@@ -80,67 +80,8 @@ def load_document(name: str) -> str:
     return (resources.files(__package__) / "graphql" / f"{name}.graphql").read_text("utf-8")
 
 
-@dataclass
-class CostBucket:
-    """Our view of the store's leaky bucket, refilled at ``restore_rate`` points per second.
-
-    ``available`` is what Shopify last reported, less what we have reserved since for requests
-    it has not answered yet (``in_flight``), so concurrent requests never overdraw it.
-    """
-
-    maximum: float = 1000.0
-    available: float = 1000.0
-    restore_rate: float = 50.0
-    observed_at: float = 0.0
-    in_flight: float = 0.0
-    calibrated: bool = False
-
-    def level(self, now: float) -> float:
-        elapsed = max(0.0, now - self.observed_at)
-        return min(self.maximum, self.available + elapsed * self.restore_rate)
-
-    def take(self, cost: float, now: float) -> float:
-        """Reserve ``cost`` points; return how long to wait before sending (0 if none)."""
-        level = self.level(now)
-        self.available = level - cost
-        self.observed_at = now
-        self.in_flight += cost
-        if self.available >= 0:
-            return 0.0
-        return -self.available / self.restore_rate if self.restore_rate > 0 else 1.0
-
-    def settle(self, cost: float, status: object, now: float) -> None:
-        """A reserved request was answered; adopt Shopify's figures if it sent them."""
-        self.in_flight = max(0.0, self.in_flight - cost)
-        if not isinstance(status, dict):
-            return
-        try:
-            maximum = float(status["maximumAvailable"])
-            available = float(status["currentlyAvailable"])
-            restore_rate = float(status["restoreRate"])
-        except (KeyError, TypeError, ValueError):
-            return
-        self.maximum, self.restore_rate = maximum, restore_rate
-        self.available = available - self.in_flight
-        self.observed_at = now
-        self.calibrated = True
-
-
 class _TokenRefused(Exception):
     """Internal: a granted token got 401; fetch another once."""
-
-
-class _Retry(Exception):
-    def __init__(self, message: str, wait: float | None) -> None:
-        super().__init__(message)
-        self.wait = wait
-
-
-def _wait(state: RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, _Retry) and exc.wait is not None:
-        return min(max(exc.wait, 0.05), 60.0)
-    return float(min(0.5 * 2 ** (state.attempt_number - 1), 30.0))
 
 
 class ShopifyClient:
@@ -249,19 +190,7 @@ class ShopifyClient:
     async def _execute(
         self, name: str, variables: dict[str, Any], *, mutation: bool
     ) -> dict[str, Any]:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._max_attempts),
-            wait=_wait,
-            retry=retry_if_exception_type(_Retry),
-            before_sleep=lambda s: log.info(
-                "shopify %s %s: attempt %d failed, retrying: %s",
-                self.domain,
-                name,
-                s.attempt_number,
-                s.outcome.exception() if s.outcome else None,
-            ),
-            reraise=True,
-        )
+        retrying = retry_policy(self.domain, name, self._max_attempts)
         try:
             async for attempt in retrying:
                 with attempt:
@@ -270,7 +199,7 @@ class ShopifyClient:
                     except _TokenRefused:
                         # A granted token expired early or was revoked: one fresh grant.
                         return await self._send(name, variables, mutation=mutation, retried=True)
-        except _Retry as exc:
+        except Retry as exc:
             raise ShopifyUnavailable(f"{self.domain} {name}: {exc}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -343,12 +272,12 @@ class ShopifyClient:
                 text = await response.text(errors="replace")
         except aiohttp.ClientConnectorError as exc:
             # Never reached Shopify: safe to retry even a mutation.
-            raise _Retry(f"cannot connect: {exc}", None) from None
+            raise Retry(f"cannot connect: {exc}", None) from None
         except (TimeoutError, aiohttp.ClientError) as exc:
             what = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             if mutation:
                 raise ShopifyOutcomeUnknown(f"{self.domain} {name}: {what}") from None
-            raise _Retry(what, None) from None
+            raise Retry(what, None) from None
         return status, retry_after, text
 
     def _read(
@@ -387,18 +316,18 @@ class ShopifyClient:
         if status >= 500:
             if mutation:
                 raise ShopifyOutcomeUnknown(f"{self.domain} {name}: HTTP {status}")
-            raise _Retry(f"HTTP {status}", retry_after)
+            raise Retry(f"HTTP {status}", retry_after)
         if payload is None:
             if mutation:
                 raise ShopifyOutcomeUnknown(f"{self.domain} {name}: unreadable answer")
-            raise _Retry(f"HTTP {status}: not JSON: {text[:100]!r}", None)
+            raise Retry(f"HTTP {status}: not JSON: {text[:100]!r}", None)
         if not isinstance(payload, dict):
             raise GraphQLError(f"{self.domain} {name}: unexpected answer {text[:100]!r}", [])
         errors = payload.get("errors")
         if errors:
-            if _is_throttled(errors):
+            if is_throttled(errors):
                 self._accepted()
-                raise self._throttled("THROTTLED", self._throttle_wait(cost_info))
+                raise self._throttled("THROTTLED", throttle_wait(cost_info))
             raise GraphQLError(
                 f"{self.domain} {name}: {_error_text(errors)}",
                 errors if isinstance(errors, list) else [errors],
@@ -412,7 +341,7 @@ class ShopifyClient:
         self._accepted()
         return data
 
-    def _throttled(self, what: str, wait: float) -> _Retry:
+    def _throttled(self, what: str, wait: float) -> Retry:
         """Pause every request of this client: the store's bucket is empty, not one request's.
 
         Shopify's figures say how long the bucket needs; a THROTTLED answer they do not explain
@@ -423,7 +352,7 @@ class ShopifyClient:
         floor = THROTTLE_FLOOR_SECONDS * 2 ** min(self._throttled_in_a_row - 1, 7)
         wait = min(max(wait, floor), 60.0)
         self._resume_at = max(self._resume_at, time.monotonic() + wait)
-        return _Retry(f"{what}; waiting {wait:.1f} s", wait)
+        return Retry(f"{what}; waiting {wait:.1f} s", wait)
 
     def _refused(self, message: str) -> ShopifyAuthError:
         """The store refused our token: stop calling it for a while, longer each time."""
@@ -447,17 +376,6 @@ class ShopifyClient:
         self.auth_refused = None
         self._auth_pause = AUTH_RETRY_FIRST_SECONDS
 
-    def _throttle_wait(self, cost: dict[str, Any]) -> float:
-        requested = cost.get("requestedQueryCost")
-        throttle = cost.get("throttleStatus") or {}
-        if not isinstance(requested, int | float) or not isinstance(throttle, dict):
-            return 1.0
-        try:
-            missing = float(requested) - float(throttle["currentlyAvailable"])
-            return max(0.1, missing / float(throttle["restoreRate"]))
-        except (KeyError, TypeError, ValueError, ZeroDivisionError):
-            return 1.0
-
 
 def _access_denied(errors: object) -> bool:
     if not isinstance(errors, list):
@@ -468,17 +386,6 @@ def _access_denied(errors: object) -> bool:
         and e["extensions"].get("code") == "ACCESS_DENIED"
         for e in errors
     )
-
-
-def _is_throttled(errors: object) -> bool:
-    if not isinstance(errors, list):
-        return False
-    for error in errors:
-        if isinstance(error, dict):
-            ext = error.get("extensions")
-            if isinstance(ext, dict) and ext.get("code") == "THROTTLED":
-                return True
-    return False
 
 
 def _error_text(errors: object) -> str:

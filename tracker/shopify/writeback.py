@@ -7,7 +7,8 @@ Shopify has no idempotency key, so exactly-once rests on local state (DESIGN.md)
 3. A ``sending`` event whose outcome is unknown (lost answer, crash) is never retried blind:
    once its lease has passed, the fulfillment's events are read from Shopify. A matching event
    (same status, same ``happenedAt`` to the second, not already claimed by another local event)
-   makes it ``written``; otherwise it goes back to ``pending``.
+   makes it ``written``; otherwise it goes back to ``pending``
+   (:mod:`tracker.shopify.writeback_reconcile`).
 
 Per shop, one writer at a time (advisory lock); per fulfillment, events go in ``happened_at``
 order and a fulfillment with an unresolved ``sending`` event waits.
@@ -49,6 +50,7 @@ from tracker.shopify.writeback_policy import (
     record_foreign_event,
     skip_pending,
 )
+from tracker.shopify.writeback_reconcile import mark_written, reconcile_sending
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +68,6 @@ FROM tracking_events e JOIN shipments s ON s.id = e.shipment_id
 WHERE s.shop_id = $1 AND e.writeback_state = 'pending'
 ORDER BY s.fulfillment_id, e.happened_at, e.id
 LIMIT $2
-"""
-
-_SENDING = """
-SELECT e.id, COALESCE(e.writeback_status, e.status) AS status, e.happened_at,
-       e.writeback_started_at < now() - $2::interval AS expired,
-       s.fulfillment_id
-FROM tracking_events e JOIN shipments s ON s.id = e.shipment_id
-WHERE s.shop_id = $1 AND e.writeback_state = 'sending'
 """
 
 
@@ -161,7 +155,9 @@ class Writer:
             ):
                 return
             try:
-                blocked = await self._reconcile(shop, client, report)
+                blocked = await reconcile_sending(
+                    self._pool, shop, client, self._config.lease, report
+                )
                 await self._send_pending(shop, client, blocked, report)
             except ShopifyAuthError as exc:
                 report.errors.append(str(exc))
@@ -173,72 +169,6 @@ class Writer:
                 log.warning("write-back to %s paused until the next pass: %s", shop.domain, exc)
             finally:
                 await lock_conn.execute("SELECT pg_advisory_unlock($1, $2)", _WRITE_LOCK, shop.id)
-
-    async def _reconcile(
-        self, shop: ShopRow, client: ShopifyClient, report: WriteReport
-    ) -> set[str]:
-        """Resolve expired ``sending`` events; return fulfillments that must still wait."""
-        rows = await self._pool.fetch(_SENDING, shop.id, self._config.lease)
-        blocked: set[str] = set()
-        expired: dict[str, list[asyncpg.Record]] = defaultdict(list)
-        for row in rows:
-            if row["expired"]:
-                expired[row["fulfillment_id"]].append(row)
-            else:
-                blocked.add(row["fulfillment_id"])
-        for fulfillment_id, events in expired.items():
-            ids: dict[str, object] = {"fulfillment_id": fulfillment_id}
-            try:
-                remote = await fetch_remote_events(client, fulfillment_id)
-            except GraphQLError as exc:
-                log.warning(
-                    "cannot check %s on %s yet: %s", fulfillment_id, shop.domain, exc, extra=ids
-                )
-                blocked.add(fulfillment_id)
-                continue
-            known = {
-                r["shopify_event_id"]
-                for r in await self._pool.fetch(
-                    """
-                    SELECT e.shopify_event_id FROM tracking_events e
-                    JOIN shipments s ON s.id = e.shipment_id
-                    WHERE s.shop_id = $1 AND s.fulfillment_id = $2
-                      AND e.shopify_event_id IS NOT NULL
-                    """,
-                    shop.id,
-                    fulfillment_id,
-                )
-            }
-            unclaimed: dict[tuple[str, str], list[str]] = defaultdict(list)
-            for event_id, status, happened in remote:
-                if event_id not in known:
-                    unclaimed[(status, happened)].append(event_id)
-            for row in sorted(events, key=lambda r: (r["happened_at"], r["id"])):
-                status = status_for_api_version(Status(row["status"]), shop.api_version).shopify
-                key = (status, shopify_time(row["happened_at"]))
-                if unclaimed.get(key):
-                    event_id = unclaimed[key].pop(0)
-                    await self._mark_written(row["id"], event_id)
-                    report.reconciled += 1
-                    ids["event_id"] = row["id"]
-                    log.info(
-                        "event %s was written before (Shopify %s)", row["id"], event_id, extra=ids
-                    )
-                else:
-                    await self._pool.execute(
-                        """
-                        UPDATE tracking_events SET writeback_state = 'pending',
-                               writeback_owner = NULL, writeback_next_at = now()
-                        WHERE id = $1 AND writeback_state = 'sending'
-                        """,
-                        row["id"],
-                    )
-                    report.reverted += 1
-                    ids["event_id"] = row["id"]
-                    log.info(
-                        "event %s was not written; it will be sent again", row["id"], extra=ids
-                    )
-        return blocked
 
     async def _send_pending(
         self, shop: ShopRow, client: ShopifyClient, blocked: set[str], report: WriteReport
@@ -354,7 +284,7 @@ class Writer:
                 {"fulfillmentEvent": event_input(event, shop.api_version)},
             )
         except ShopifyOutcomeUnknown as exc:
-            # Leave it 'sending': after the lease, _reconcile reads Shopify to decide.
+            # Leave it 'sending': after the lease, reconcile_sending reads Shopify to decide.
             log.warning(
                 "event %s: outcome unknown (%s); will check Shopify", event.id, exc, extra=ids
             )
@@ -404,20 +334,9 @@ class Writer:
                 extra=ids,
             )
             return True
-        await self._mark_written(event.id, str(created["id"]))
+        await mark_written(self._pool, event.id, str(created["id"]))
         report.written += 1
         return True
-
-    async def _mark_written(self, event_id: int, shopify_event_id: str) -> None:
-        await self._pool.execute(
-            """
-            UPDATE tracking_events SET writeback_state = 'written', shopify_event_id = $2,
-                   written_at = now(), writeback_owner = NULL, writeback_error = NULL
-            WHERE id = $1
-            """,
-            event_id,
-            shopify_event_id,
-        )
 
     async def _show_refusal(self, shop: ShopRow, reason: str) -> None:
         """Every pending event of the store says why it waits (shipment page and API)."""
