@@ -169,42 +169,41 @@ def best_of(repeat: int, work: Callable[[], object]) -> float:
     return best
 
 
+def measure(codes: list[str], numbers: int, repeat: int) -> dict[str, Any]:
+    """The figures ``main`` prints, for ``numbers`` shipments of each carrier in ``codes``."""
+    us_per_shipment: dict[str, float] = {}
+    events_per_shipment: dict[str, float] = {}
+    every_result: list[TrackResult] = []
+    for code in codes:
+        jobs = jobs_for(code, numbers)
+        results = parse_all(code, jobs)  # also warms up caches, as a running poller has them
+        found = [r for r in results if r.outcome.value == "found"]
+        if len(found) != numbers:
+            raise SystemExit(f"{code}: {len(found)} of {numbers} parsed as found")
+        seconds = best_of(repeat, partial(parse_all, code, jobs))
+        us_per_shipment[code] = round(seconds / numbers * 1e6, 1)
+        events_per_shipment[code] = round(sum(len(r.events) for r in found) / len(found), 2)
+        every_result.extend(found)
+    row_seconds = best_of(repeat, partial(poller_rows, every_result))
+    return {
+        "us_per_shipment": us_per_shipment,
+        "mean_us_per_shipment": round(sum(us_per_shipment.values()) / len(codes), 1),
+        "poller_rows_us_per_shipment": round(row_seconds / len(every_result) * 1e6, 1),
+        "events_per_shipment": events_per_shipment,
+        "numbers_per_carrier": numbers,
+        "repeat": repeat,
+        "python": platform.python_version(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--numbers", type=int, default=300, help="shipments per carrier")
     parser.add_argument("--repeat", type=int, default=7, help="timed runs; the best is kept")
     parser.add_argument("--carrier", action="append", choices=CARRIERS, help="default: all")
     args = parser.parse_args()
-
-    codes = args.carrier or list(CARRIERS)
-    us_per_shipment: dict[str, float] = {}
-    events_per_shipment: dict[str, float] = {}
-    every_result: list[TrackResult] = []
-    for code in codes:
-        jobs = jobs_for(code, args.numbers)
-        results = parse_all(code, jobs)  # also warms up caches, as a running poller has them
-        found = [r for r in results if r.outcome.value == "found"]
-        if len(found) != args.numbers:
-            raise SystemExit(f"{code}: {len(found)} of {args.numbers} parsed as found")
-        seconds = best_of(args.repeat, partial(parse_all, code, jobs))
-        us_per_shipment[code] = round(seconds / args.numbers * 1e6, 1)
-        events_per_shipment[code] = round(sum(len(r.events) for r in found) / len(found), 2)
-        every_result.extend(found)
-    row_seconds = best_of(args.repeat, partial(poller_rows, every_result))
-    print(
-        json.dumps(
-            {
-                "us_per_shipment": us_per_shipment,
-                "mean_us_per_shipment": round(sum(us_per_shipment.values()) / len(codes), 1),
-                "poller_rows_us_per_shipment": round(row_seconds / len(every_result) * 1e6, 1),
-                "events_per_shipment": events_per_shipment,
-                "numbers_per_carrier": args.numbers,
-                "repeat": args.repeat,
-                "python": platform.python_version(),
-            }
-        ),
-        flush=True,
-    )
+    figures = measure(args.carrier or list(CARRIERS), args.numbers, args.repeat)
+    print(json.dumps(figures), flush=True)
 
 
 if __name__ == "__main__":

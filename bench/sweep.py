@@ -18,34 +18,30 @@ Without ``--database-url`` (or ``TRACKER_TEST_DATABASE_URL``) an embedded Postgr
 in a temporary directory, removed afterwards. Prints one JSON line: shipments, latency_ms,
 updates_per_s (polls that found the parcel, per second of sweep), cpu_ms_per_1k (CPU of the
 polling processes per 1,000 updates), peak_rss_mb (the largest polling process, MiB; each one's
-in pollers_peak_rss_mb), db_mb_per_1k_shipments
-(``pg_database_size`` / N * 1,000, MiB), then details: CPU of the sandboxes and of PostgreSQL
-per 1,000 updates, transactions committed per 1,000 updates, how busy the machine's cores
-were, load averages, counts. The sweeps run on the event loop and garbage-collector settings
-``tracker run`` uses (:mod:`tracker.loop`).
+in pollers_peak_rss_mb), db_mb_per_1k_shipments (``pg_database_size`` / N * 1,000, MiB), then
+details: CPU of the sandboxes and of PostgreSQL per 1,000 updates, transactions committed per
+1,000 updates, how busy the machine's cores were, load averages, counts, and
+``host_parse_us``: the host's speed before and after the run as ``bench/parse_speed.py``
+measures it (microseconds per shipment; the same code on the same machine has shown 48 to 85,
+and every process's CPU per update moves with it). The sweeps run on the event loop and
+garbage-collector settings ``tracker run`` uses (:mod:`tracker.loop`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import json
-import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -63,7 +59,8 @@ from bench.sweep_pollers import (
     peak_rss_mib,
     start_pollers,
 )
-from bench.sweep_world import HOURS_PER_SWEEP, WorldSpec, default_mix, run_world
+from bench.sweep_setup import Child, create_database, drop_database, host_speed, start_child
+from bench.sweep_world import HOURS_PER_SWEEP, WorldSpec, default_mix
 from tracker.loop import loop_name, settle_gc
 from tracker.loop import run as run_loop
 
@@ -86,29 +83,6 @@ def load_average() -> list[float]:
 
 
 @dataclass
-class Child:
-    """The seeding-and-sandboxes process, spoken to over a pipe."""
-
-    process: BaseProcess
-    pipe: Connection
-
-    def ask(self, *message: Any) -> Any:
-        self.pipe.send(message)
-        kind, value = self.pipe.recv()
-        if kind == "error":
-            raise RuntimeError(f"sandbox process: {value}")
-        return value
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.pipe.send(("stop",))
-        self.process.join(30)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(10)
-
-
-@dataclass
 class Totals:
     polled: int = 0
     found: int = 0
@@ -122,38 +96,6 @@ class Totals:
     busy: MachineCpu = field(default_factory=lambda: MachineCpu(0.0, 0.0))
     per_sweep: list[float] = field(default_factory=list)
     complete: bool = True
-
-
-async def create_database(server_url: str) -> tuple[str, str, str]:
-    """A fresh database on the server, migrated; (its URL, its name, server version)."""
-    import asyncpg
-
-    from tracker.db.migrations import migrate
-
-    name = f"bench_sweep_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        version = await admin.fetchval("SHOW server_version")
-    finally:
-        await admin.close()
-    url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return url, name, version
-
-
-async def drop_database(server_url: str, name: str) -> None:
-    import asyncpg
-
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 async def sweeps(
@@ -323,23 +265,6 @@ async def committed(pool: Any) -> int:
     return value
 
 
-def start_child(spec: WorldSpec, deadline: float) -> tuple[Child, dict[str, Any]]:
-    context = multiprocessing.get_context("spawn")
-    ours, theirs = context.Pipe()
-    process = context.Process(target=run_world, args=(spec, theirs), daemon=True)
-    process.start()
-    child = Child(process, ours)
-    while not ours.poll(1.0):
-        if not process.is_alive() or time.monotonic() > deadline:
-            child.stop()
-            raise SystemExit("the sandbox process died or was not ready before --max-seconds")
-    kind, value = ours.recv()
-    if kind != "ready":
-        child.stop()
-        raise SystemExit(f"the sandbox process failed: {value}")
-    return child, value
-
-
 def parse_args() -> argparse.Namespace:
     from carriers.registry import BUILTIN
     from tracker.config import PollingConfig
@@ -412,11 +337,13 @@ def main() -> int:
             workdir = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
             embedded = EmbeddedPostgres(workdir / "data")
             server_url = embedded.start()
+        host_before = host_speed()
         database_url, name, version = asyncio.run(create_database(server_url))
         spec = WorldSpec(args.shipments, mix, args.sweeps, args.latency_ms, database_url)
         child, ready = start_child(spec, deadline)
         # On the event loop `tracker run` uses (tracker/loop.py: uvloop where installed).
         result = run_loop(sweeps(args, database_url, ready["carriers"], child, deadline))
+        result["host_parse_us"] = [host_before, host_speed()]
         result["seed_seconds"] = ready["seed_seconds"]
         result["postgres"] = version
         result["event_loop"] = loop_name()

@@ -404,7 +404,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> int:
-    from bench.sweep import create_database, drop_database
+    from bench.sweep_setup import create_database, drop_database
 
     args = parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-burst-"))
