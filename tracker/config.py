@@ -238,10 +238,20 @@ class PollingConfig(_Section):
         timedelta(days=30), description="Stop polling a parcel with no new scan for this long."
     )
     circuit_failures: int = Field(
-        5, ge=1, le=1000, description="Failed requests in a row that open a carrier's circuit."
+        5,
+        ge=1,
+        le=1000,
+        description=(
+            "Failed requests in a row (unavailable, or credentials refused) that open a "
+            "carrier's circuit."
+        ),
     )
     circuit_open_for: Duration = Field(
-        timedelta(minutes=10), description="How long an open circuit leaves the carrier alone."
+        timedelta(minutes=10),
+        description=(
+            "How long an open circuit leaves the carrier alone (a carrier's Retry-After over "
+            "30 s opens it at once, for that long)."
+        ),
     )
 
 
