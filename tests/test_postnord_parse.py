@@ -20,6 +20,7 @@ from carriers.postnord.statuses import (
     status_for_item_status,
 )
 from tracker.domain import Status
+from tracker.text import MAX_TEXT
 
 NUMBER = "UA482019374SE"
 
@@ -397,3 +398,18 @@ def test_parse_response_never_raises(body: object, number: str, http: int) -> No
     assert result.tracking_number == number
     assert all(e.happened_at.tzinfo is UTC for e in result.events)
     assert [e.happened_at for e in result.events] == sorted(e.happened_at for e in result.events)
+
+
+def test_many_long_faults_make_one_bounded_message() -> None:
+    """Each fault's text is cut to MAX_TEXT; the message joining them is cut too."""
+    faults = [{"faultCode": f"fault{n}", "explanationText": "x" * 450} for n in range(5)]
+    body = {"compositeFault": {"faults": faults}}
+    result = fault_result(NUMBER, body, 400)
+    assert result is not None
+    assert result.outcome is Outcome.ERROR
+    assert result.message.startswith("PostNord fault0, fault1")
+    assert len(result.message) == MAX_TEXT
+    missing = fault_result(NUMBER, body, 404)
+    assert missing is not None
+    assert missing.outcome is Outcome.NOT_FOUND
+    assert len(missing.message) == MAX_TEXT

@@ -24,6 +24,7 @@ from carriers.ups.times import activity_moment, parse_offset, parse_time, zone_f
 from tests.fixtures.ups.bodies import GROUND, NUMBER, activity, at, place
 from tests.fixtures.ups.strategies import BODIES
 from tracker.domain import Status
+from tracker.text import MAX_TEXT
 
 A = Status  # keeps the tables below on one line each
 # What every published package status code must read as, written out independently of the table.
@@ -397,3 +398,14 @@ def test_parsing_never_raises(body: object, number: str, http_status: int | None
     assert result.tracking_number == number
     assert all(e.happened_at.tzinfo is UTC for e in result.events)
     assert [e.happened_at for e in result.events] == sorted(e.happened_at for e in result.events)
+
+
+def test_many_long_errors_make_one_bounded_message() -> None:
+    """Each error's text is cut to MAX_TEXT; the message joining them is cut too."""
+    errors = [{"code": f"1{n}", "message": "x" * 450} for n in range(5)]
+    result = error_result(NUMBER, 400, {"response": {"errors": errors}})
+    assert result is not None
+    assert result.outcome is Outcome.ERROR
+    assert result.message.startswith("UPS HTTP 400: 10: xxx")
+    assert len(result.message) == MAX_TEXT
+    assert result.message.endswith("…")

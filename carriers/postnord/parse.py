@@ -91,7 +91,8 @@ def fault_result(number: str, body: object, http_status: int | None) -> TrackRes
     message = _text(body.get("message"))
     if not faults and not message:
         return None
-    detail = "; ".join(text for _, text in faults if text) or message or "no detail"
+    # Each fault's text is bounded, their number is not: so is the whole.
+    detail = clean_text("; ".join(text for _, text in faults if text)) or message or "no detail"
     codes = [code for code, _ in faults if code]
     if any(_INVALID_ID_FAULT.search(code) for code in codes):
         return TrackResult(number, Outcome.INVALID, message=detail)
@@ -99,7 +100,7 @@ def fault_result(number: str, body: object, http_status: int | None) -> TrackRes
     if http_status in (200, 404) and not request_fault:
         return TrackResult.not_found(number, detail)
     label = ", ".join(codes) or (f"HTTP {http_status}" if http_status else "error")
-    return TrackResult.error(number, f"PostNord {label}: {detail}")
+    return TrackResult.error(number, clean_text(f"PostNord {label}: {detail}"))
 
 
 def _faults(composite: object) -> list[tuple[str, str]]:

@@ -37,6 +37,7 @@ from carriers.concurrent import read_isolated, track_each
 from carriers.http import JsonResponse, RateLimiter, request_json
 from carriers.oauth import TokenCache, read_token, with_token
 from carriers.ups import parse
+from tracker.text import clean_text
 
 __all__ = ["DEFAULT_BASE_URL", "TEST_BASE_URL", "UpsAdapter"]
 
@@ -165,5 +166,5 @@ class UpsAdapter:
 def _error_detail(response: JsonResponse) -> str:
     entries = parse.error_entries(response.body)
     if entries:
-        return "; ".join(f"{code} {message}".strip() for code, message in entries)
+        return clean_text("; ".join(f"{code} {message}".strip() for code, message in entries))
     return response.text[:120].replace("\n", " ") or "no detail"

@@ -97,7 +97,8 @@ def error_result(number: str, http_status: int | None, body: object) -> TrackRes
     if any(code in INVALID_CODES for code in codes):
         return TrackResult(number, Outcome.INVALID, message=message or "invalid inquiry number")
     where = f"UPS HTTP {http_status}" if http_status is not None else "UPS error"
-    return TrackResult.error(number, f"{where}: {text or 'no detail'}")
+    # Each entry's text is bounded, their number is not: so is the whole.
+    return TrackResult.error(number, clean_text(f"{where}: {text or 'no detail'}"))
 
 
 def error_entries(body: object) -> list[tuple[str, str]]:
