@@ -409,3 +409,12 @@ def test_many_long_errors_make_one_bounded_message() -> None:
     assert result.message.startswith("UPS HTTP 400: 10: xxx")
     assert len(result.message) == MAX_TEXT
     assert result.message.endswith("…")
+
+
+def test_a_scan_with_three_long_codes_has_a_bounded_carrier_code() -> None:
+    scan = activity("I" * 450, "0" * 450, "Q" * 450, "Arrived", gmtDate="20240312",
+                    gmtTime="15:00:00", gmtOffset="-05:00")  # fmt: skip
+    event = parse_activity(scan)
+    assert event is not None
+    assert event.carrier_code.startswith("I" * 450 + "/000")
+    assert len(event.carrier_code) == MAX_TEXT

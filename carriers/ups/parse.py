@@ -196,7 +196,8 @@ def parse_activity(raw: object) -> TrackingEvent | None:
         return TrackingEvent(
             happened_at=happened_at,
             status=map_keys(type_key, detail_key, normalize_type(scan)),
-            carrier_code="/".join([c for c in (kind, detail_code, scan_code) if c]),
+            # Bounded like any text (UPS's codes are a few characters; three long ones are not).
+            carrier_code=_text("/".join([c for c in (kind, detail_code, scan_code) if c])),
             message=description or simplified,
             city=_text(address.get("city")) or None,
             province=region,
