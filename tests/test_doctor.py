@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import sys
 import uuid
@@ -37,6 +38,7 @@ from tracker.db.migrations import load_migrations, migrate
 from tracker.doctor import diagnose
 from tracker.doctor_checks import Check, Verdict
 from tracker.doctor_checks.carriers import CarrierUse, check_budget
+from tracker.engine.circuit import record_failure
 from tracker.sandbox.serve import serve
 from tracker.sandbox.shopify_profile import stable_version_at
 from tracker.shopify.subscriptions import REGISTERED_TOPICS
@@ -454,6 +456,29 @@ async def test_an_overdue_backlog_is_reported_with_its_age(
         "(tracker run), or look at its log if it is running"
     ) in database
     assert failed(checks) == []
+
+
+async def test_paused_carriers_are_warnings_saying_why_and_what_to_do(
+    sandboxes: Sandboxes, database_url: str, pool: asyncpg.Pool
+) -> None:
+    hour = timedelta(hours=1)
+    await record_failure(
+        pool, "dhl", "DHL rejected the API key (HTTP 401)", threshold=1, open_for=hour,
+        reason="credentials",
+    )  # fmt: skip
+    await record_failure(pool, "ups", "timed out", threshold=1, open_for=hour)
+    await record_failure(pool, "usps", "timed out", threshold=5, open_for=hour)  # not open
+
+    checks = await checks_of(sandboxes.config(database_url))
+
+    [dhl] = [line for line in lines_about(checks, "carrier dhl") if "paused" in line]
+    assert dhl.startswith("warn  carrier dhl: polls paused until ")
+    assert "it refuses our credentials (DHL rejected the API key (HTTP 401))" in dhl
+    assert dhl.endswith("-> fix carriers.dhl and restart the daemon: it asks again at once")
+    [ups] = [line for line in lines_about(checks, "carrier ups") if "paused" in line]
+    assert "it keeps failing (timed out)" in ups
+    assert re.search(r"-> it is asked again in (59|60) min; the daemon's log says more$", ups)
+    assert not [line for line in lines_about(checks, "carrier usps") if "paused" in line]
 
 
 # -- carriers ------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The database: reachable, migrations current, its size, and the backlog of due shipments.
+"""The database: reachable, migrations current, its size, the backlog of due shipments, and the
+carriers whose polls are paused (an open circuit).
 
 With ``database.url`` the server is asked directly. Without it the daemon uses an embedded
 PostgreSQL in ``database.data_dir``: the doctor joins it (or starts it, and stops it again when
@@ -192,6 +193,7 @@ async def _contents(conn: asyncpg.Connection, report: DatabaseReport) -> None:
             )
         else:
             report.checks.append(ok(SUBJECT, text))
+    await _paused_carriers(conn, report)
     rows = await conn.fetch(
         """
         SELECT carrier, count(*) FILTER (WHERE active) AS active, 0 AS used
@@ -207,6 +209,25 @@ async def _contents(conn: asyncpg.Connection, report: DatabaseReport) -> None:
             before.active + row["active"], before.used_today + row["used"]
         )
     report.use = use
+
+
+async def _paused_carriers(conn: asyncpg.Connection, report: DatabaseReport) -> None:
+    """A warning per carrier whose circuit is open: until when, why, and what to do."""
+    rows = await conn.fetch(
+        """
+        SELECT carrier, reason, last_error, opened_until, opened_until - now() AS left
+        FROM carrier_circuits WHERE opened_until > now() ORDER BY carrier
+        """
+    )
+    for row in rows:
+        carrier, until = row["carrier"], f"{row['opened_until']:%Y-%m-%d %H:%M} UTC"
+        if row["reason"] == "credentials":
+            detail = f"polls paused until {until}: it refuses our credentials ({row['last_error']})"
+            fix = f"fix carriers.{carrier} and restart the daemon: it asks again at once"
+        else:
+            detail = f"polls paused until {until}: it keeps failing ({row['last_error']})"
+            fix = f"it is asked again in {_age(row['left'])}; the daemon's log says more"
+        report.checks.append(warn(f"carrier {carrier}", detail, fix))
 
 
 def _size(size: int) -> str:
