@@ -23,6 +23,7 @@ from tracker.db.migrations import MigrationError, pending_migrations
 from tracker.db.pool import SERVER_SETTINGS
 from tracker.doctor_checks import Check, describe_error, fail, ok, warn
 from tracker.doctor_checks.carriers import CarrierUse
+from tracker.engine.circuit import paused_carriers
 
 SUBJECT = "database"
 OVERDUE_WARNING = timedelta(hours=1)
@@ -213,20 +214,14 @@ async def _contents(conn: asyncpg.Connection, report: DatabaseReport) -> None:
 
 async def _paused_carriers(conn: asyncpg.Connection, report: DatabaseReport) -> None:
     """A warning per carrier whose circuit is open: until when, why, and what to do."""
-    rows = await conn.fetch(
-        """
-        SELECT carrier, reason, last_error, opened_until, opened_until - now() AS left
-        FROM carrier_circuits WHERE opened_until > now() ORDER BY carrier
-        """
-    )
-    for row in rows:
+    for row in await paused_carriers(conn):
         carrier, until = row["carrier"], f"{row['opened_until']:%Y-%m-%d %H:%M} UTC"
         if row["reason"] == "credentials":
             detail = f"polls paused until {until}: it refuses our credentials ({row['last_error']})"
             fix = f"fix carriers.{carrier} and restart the daemon: it asks again at once"
         else:
             detail = f"polls paused until {until}: it keeps failing ({row['last_error']})"
-            fix = f"it is asked again in {_age(row['left'])}; the daemon's log says more"
+            fix = f"it is asked again in {_age(row['time_left'])}; the daemon's log says more"
         report.checks.append(warn(f"carrier {carrier}", detail, fix))
 
 

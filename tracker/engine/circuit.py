@@ -62,6 +62,17 @@ async def open_circuits(pool: asyncpg.Pool) -> dict[str, datetime]:
     return (await circuit_states(pool)).resting
 
 
+async def paused_carriers(db: asyncpg.Pool | asyncpg.Connection) -> list[asyncpg.Record]:
+    """The open circuits, by carrier: ``carrier``, ``opened_until``, ``time_left``,
+    ``reason`` and ``last_error`` (for the status table and ``tracker doctor``)."""
+    return await db.fetch(
+        """
+        SELECT carrier, opened_until, opened_until - now() AS time_left, reason, last_error
+        FROM carrier_circuits WHERE opened_until > now() ORDER BY carrier
+        """
+    )
+
+
 async def record_failure(
     pool: asyncpg.Pool,
     carrier: str,

@@ -30,7 +30,7 @@ from carriers.base import (
 from carriers.http import MAX_RETRY_WAIT
 from tracker.config import PollingConfig, WritebackConfig
 from tracker.engine.budget import next_budget_day, reserve_up_to
-from tracker.engine.circuit import circuit_states, record_failure, record_success
+from tracker.engine.circuit import Reason, circuit_states, record_failure, record_success
 from tracker.engine.claims import ClaimedShipment, claim_due
 from tracker.engine.pacing import take_slots
 from tracker.engine.recorder import Recorder
@@ -260,24 +260,13 @@ async def _release(
     """Give back the shipments of a request the carrier did not answer, and say why."""
     context = {"carrier": adapter.code, "shipments": len(batch)}
     report.failed_batches += 1
-    if isinstance(exc, CarrierAuthError | CarrierUnavailable):
-        refused = isinstance(exc, CarrierAuthError)
-        if refused:
-            log.error("%s rejected our credentials: %s", adapter.code, exc, extra=context)
-        else:
-            log.warning("%s unavailable: %s", adapter.code, exc, extra=context)
-        await release_failed(
-            pool, worker, batch, "carrier_error" if refused else "unavailable", str(exc), polling
-        )
-        await record_failure(
-            pool,
-            adapter.code,
-            str(exc),
-            threshold=polling.circuit_failures,
-            open_for=polling.circuit_open_for,
-            reason="credentials" if refused else "unavailable",
-            pause=_asked_pause(exc),
-        )
+    reason: Reason
+    if isinstance(exc, CarrierAuthError):
+        log.error("%s rejected our credentials: %s", adapter.code, exc, extra=context)
+        state, reason = "carrier_error", "credentials"
+    elif isinstance(exc, CarrierUnavailable):
+        log.warning("%s unavailable: %s", adapter.code, exc, extra=context)
+        state, reason = "unavailable", "unavailable"
     else:
         log.error(
             "%s adapter failed on a batch",
@@ -286,3 +275,14 @@ async def _release(
             extra=context,
         )
         await release_failed(pool, worker, batch, "carrier_error", f"adapter error: {exc}", polling)
+        return
+    await release_failed(pool, worker, batch, state, str(exc), polling)
+    await record_failure(
+        pool,
+        adapter.code,
+        str(exc),
+        threshold=polling.circuit_failures,
+        open_for=polling.circuit_open_for,
+        reason=reason,
+        pause=_asked_pause(exc),
+    )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from tracker.db import Connection
+from tracker.engine.circuit import paused_carriers
 from tracker.web.counts import counted_part
 from tracker.web.selection import (
     SORTS,
@@ -317,11 +318,6 @@ SELECT domain, last_sync_error, notice FROM shops
 WHERE last_sync_error IS NOT NULL OR notice IS NOT NULL ORDER BY domain
 """
 
-RESTING_CARRIERS = """
-SELECT carrier, opened_until, last_error, reason FROM carrier_circuits
-WHERE opened_until > now() ORDER BY carrier
-"""
-
 PING = "SELECT 1"
 
 
@@ -336,7 +332,7 @@ async def fetch_events(pool: asyncpg.Pool, shipment_id: int) -> list[asyncpg.Rec
 
 async def fetch_notices(pool: asyncpg.Pool) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
     """Stores with a sync error or notice, and carriers whose circuit is open."""
-    return await pool.fetch(STORE_PROBLEMS), await pool.fetch(RESTING_CARRIERS)
+    return await pool.fetch(STORE_PROBLEMS), await paused_carriers(pool)
 
 
 async def ping(pool: asyncpg.Pool) -> None:
