@@ -13,6 +13,7 @@ from carriers.registry import build_adapters
 from carriers.sandbox_base import FaultMode
 from tests.harness import DHL_KEY, SHOP, eventually, start_stack
 from tests.test_carrier_faults import Box
+from tests.test_metrics import Samples, scrape, value
 from tracker.config import PollingConfig, WritebackConfig
 from tracker.engine.circuit import (
     PAUSE_SLACK,
@@ -121,6 +122,14 @@ async def test_a_success_closes_a_troubled_circuit_once_its_time_is_up(pool):
         await stack.close()
 
 
+def reason_gauges(samples: Samples) -> dict[str, float]:
+    """``tracker_carrier_circuit_reason`` for DHL, by reason."""
+    return {
+        reason: value(samples, "tracker_carrier_circuit_reason", carrier="dhl", reason=reason)
+        for reason in ("credentials", "unavailable")
+    }
+
+
 async def test_refused_credentials_open_the_circuit_until_a_restart_with_new_ones(
     pool, database_url
 ):
@@ -167,6 +176,9 @@ async def test_refused_credentials_open_the_circuit_until_a_restart_with_new_one
         assert "<strong>dhl</strong> refuses our credentials" in page
         assert "<code>carriers.dhl</code>" in page
         assert "not-the-key" not in page
+        samples = await scrape(daemon.url)
+        assert value(samples, "tracker_carrier_circuit_open", carrier="dhl") == 1
+        assert reason_gauges(samples) == {"credentials": 1, "unavailable": 0}
         await pool.execute("UPDATE shipments SET next_poll_at = now()")
         await asyncio.sleep(1.0)  # five sweeps
         assert len(stack.dhl.requests) == asked  # resting: not one more request
@@ -184,6 +196,9 @@ async def test_refused_credentials_open_the_circuit_until_a_restart_with_new_one
 
         await eventually(all_polled, what="every shipment polled with the right key")
         assert await circuit_states(pool) == Circuits({}, frozenset())
+        samples = await scrape(daemon.url)
+        assert value(samples, "tracker_carrier_circuit_open", carrier="dhl") == 0
+        assert reason_gauges(samples) == {"credentials": 0, "unavailable": 0}
     finally:
         await daemon.stop()
         await stack.close()

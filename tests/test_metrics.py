@@ -192,6 +192,8 @@ async def test_metrics_agree_with_the_sandboxes_and_the_database(
 
     assert value(samples, "tracker_due_shipments", carrier="dhl") == due == 0
     assert value(samples, "tracker_carrier_circuit_open", carrier="dhl") == 0
+    for reason in ("credentials", "unavailable"):
+        assert value(samples, "tracker_carrier_circuit_reason", carrier="dhl", reason=reason) == 0
 
     # The bucket as the sandbox store sized it.
     assert value(samples, "tracker_shopify_bucket_maximum", shop=SHOP) == BUCKET_SIZE

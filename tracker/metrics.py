@@ -24,7 +24,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from carriers.base import Adapter, CarrierUnavailable, TrackResult
-from tracker.engine.circuit import open_circuits
+from tracker.engine.circuit import REASONS, paused_carriers
 from tracker.engine.poller import PollReport
 from tracker.logs import log_context
 from tracker.shopify.client import ShopifyClient
@@ -132,6 +132,14 @@ class Metrics:
             ["carrier"],
             registry=registry,
         )
+        self.circuit_reason = Gauge(
+            "tracker_carrier_circuit_reason",
+            "1 while the carrier's circuit is open for this reason: credentials (the carrier "
+            "refuses our key: a person must fix it) or unavailable (failures, a long "
+            "Retry-After: it passes by itself); else 0.",
+            ["carrier", "reason"],
+            registry=registry,
+        )
         self.webhooks_received = Counter(
             "tracker_webhooks_received",
             "Authentic Shopify webhook deliveries received, by topic (unhandled ones: other).",
@@ -226,11 +234,14 @@ class Metrics:
         async with pool.acquire() as conn:
             due = {r["carrier"]: r["due"] for r in await conn.fetch(_DUE, list(carriers))}
             backlog = {r["shop_id"]: r["backlog"] for r in await conn.fetch(_BACKLOG)}
-        circuits = await open_circuits(pool)
+        reasons = {r["carrier"]: r["reason"] for r in await paused_carriers(pool)}
         # Every value is known before any gauge changes: a failed read leaves the last figures.
         for carrier in carriers:
             self.due.labels(carrier).set(due.get(carrier, 0))
-            self.circuit_open.labels(carrier).set(1 if carrier in circuits else 0)
+            self.circuit_open.labels(carrier).set(1 if carrier in reasons else 0)
+            for reason in REASONS:
+                open_for_it = reasons.get(carrier) == reason
+                self.circuit_reason.labels(carrier, reason).set(1 if open_for_it else 0)
         for shop_id, shop in shops.items():
             self.writeback_backlog.labels(shop).set(backlog.get(shop_id, 0))
 

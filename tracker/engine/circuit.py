@@ -19,7 +19,7 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 import asyncpg
 
@@ -30,6 +30,7 @@ PAUSE_SLACK = timedelta(seconds=30)
 
 Reason = Literal["unavailable", "credentials"]
 """Why requests failed: the carrier could not be asked, or it refused our credentials."""
+REASONS: tuple[Reason, ...] = get_args(Reason)
 
 
 @dataclass(frozen=True)
