@@ -234,7 +234,7 @@ class Metrics:
         async with pool.acquire() as conn:
             due = {r["carrier"]: r["due"] for r in await conn.fetch(_DUE, list(carriers))}
             backlog = {r["shop_id"]: r["backlog"] for r in await conn.fetch(_BACKLOG)}
-        reasons = {r["carrier"]: r["reason"] for r in await paused_carriers(pool)}
+            reasons = {r["carrier"]: r["reason"] for r in await paused_carriers(conn)}
         # Every value is known before any gauge changes: a failed read leaves the last figures.
         for carrier in carriers:
             self.due.labels(carrier).set(due.get(carrier, 0))

@@ -23,6 +23,8 @@ from typing import Literal, get_args
 
 import asyncpg
 
+from tracker.db import Connection
+
 log = logging.getLogger(__name__)
 
 PAUSE_SLACK = timedelta(seconds=30)
@@ -63,7 +65,7 @@ async def open_circuits(pool: asyncpg.Pool) -> dict[str, datetime]:
     return (await circuit_states(pool)).resting
 
 
-async def paused_carriers(db: asyncpg.Pool | asyncpg.Connection) -> list[asyncpg.Record]:
+async def paused_carriers(db: asyncpg.Pool | Connection) -> list[asyncpg.Record]:
     """The open circuits, by carrier: ``carrier``, ``opened_until``, ``time_left``,
     ``reason`` and ``last_error`` (for the status table and ``tracker doctor``)."""
     return await db.fetch(
