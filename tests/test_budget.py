@@ -98,3 +98,87 @@ async def test_shipments_over_the_budget_wait_for_the_next_day(pool):
         assert waiting == next_budget_day()
     finally:
         await stack.close()
+
+
+async def test_over_budget_the_urgent_go_first_then_the_longest_since_their_last_poll(pool):
+    """Issue 5: when a carrier's budget cannot cover everything that is due, out for delivery
+    and ETA today go first, then the longest since the last poll, whatever else the parcel is
+    doing. A label waiting for pickup and a delivered parcel waiting for its confirming poll
+    are not put behind every parcel in transit: under a quota that never covers the volume
+    (USPS's or DHL's defaults), they would never be polled at all."""
+    stack = await start_stack()
+    far = 400.0  # hours: no ETA today, so only out for delivery is urgent
+    parcels = {
+        "label": [Kind.LABEL],
+        "moving": [Kind.LABEL, Kind.PICKUP, Kind.TRANSIT],
+        "delivered": [Kind.LABEL, Kind.PICKUP, Kind.TRANSIT, Kind.DELIVERED],
+        "out": [Kind.LABEL, Kind.PICKUP, Kind.TRANSIT, Kind.OUT_FOR_DELIVERY],
+    }
+    # How long ago each was last polled; due again after its interval (6 h pre-transit, 24 h to
+    # confirm a delivery, 4 h in transit, 1 h out for delivery), so every one is due now.
+    polled_hours_ago = {"label": 30, "delivered": 26, "moving": 5, "out": 2}
+    interval_hours = {"label": 6, "delivered": 24, "moving": 4, "out": 1}
+    try:
+        config = stack.config("postgresql://unused")
+        shop = (await ensure_shops(pool, config.shops))[SHOP]
+        ids = {}
+        for n, (name, kinds) in enumerate(parcels.items()):
+            number = f"JJD00000000000000040{n}"
+            stack.dhl.register(
+                [timeline(number, kinds, step_hours=2).model_copy(update={"eta_hours": far})]
+            )
+            ids[name] = await pool.fetchval(
+                """
+                INSERT INTO shipments (shop_id, order_id, order_name, fulfillment_id,
+                                       tracking_number, carrier)
+                VALUES ($1, $2, $3, $4, $5, 'dhl') RETURNING id
+                """,
+                shop.id,
+                f"gid://shopify/Order/4{n}",
+                f"#4{n}",
+                f"gid://shopify/Fulfillment/4{n}",
+                number,
+            )
+
+        def settings(per_day: int) -> dict[str, CarrierSettings]:
+            return {
+                "dhl": CarrierSettings.model_validate(
+                    {
+                        "api_key": DHL_KEY,
+                        "base_url": stack.dhl_url,
+                        "requests_per_day": per_day,
+                        "requests_per_second": 100,
+                    }
+                )
+            }
+
+        async with aiohttp.ClientSession() as http:
+            first = settings(100)
+            report = await poll_due(
+                pool, build_adapters(first, http), PollingConfig(), WritebackConfig(), "w", first
+            )
+            assert report.polled == 4
+            for name, hours in polled_hours_ago.items():
+                await pool.execute(
+                    """
+                    UPDATE shipments SET last_polled_at = now() - make_interval(hours => $2),
+                        next_poll_at = now() - make_interval(hours => $2 - $3)
+                    WHERE id = $1
+                    """,
+                    ids[name],
+                    hours,
+                    interval_hours[name],
+                )
+            used = await pool.fetchval("SELECT used FROM carrier_budgets WHERE carrier = 'dhl'")
+            tight = settings(used + 3)  # three requests left today for four due parcels
+            stack.dhl.requests.clear()
+            report = await poll_due(
+                pool, build_adapters(tight, http), PollingConfig(), WritebackConfig(), "w", tight
+            )
+        assert (report.polled, report.over_budget) == (3, 1)
+        waiting = await pool.fetchval(
+            "SELECT id FROM shipments WHERE next_poll_at = $1", next_budget_day()
+        )
+        assert waiting == ids["moving"]  # polled 5 h ago: the others waited longer or are urgent
+    finally:
+        await stack.close()

@@ -72,3 +72,36 @@ async def test_concurrent_runners_apply_each_migration_once(pg_server_url, empty
         for c in conns:
             await c.close()
     assert sorted(len(r) for r in results) == [0, 0, len(load_migrations())]
+
+
+async def test_0012_leaves_two_poll_priorities(empty_db):
+    """Rows written under the four old priorities (0 urgent, 50 in transit, 100 routine, 200
+    confirming) keep urgent and routine; in transit and confirming become routine."""
+    migrations = load_migrations()
+    before = [m for m in migrations if m.version < 12]
+    await migrate(empty_db, before)
+    shop = await empty_db.fetchval(
+        "INSERT INTO shops (domain, api_version) VALUES ('m.myshopify.com', '2026-10') RETURNING id"
+    )
+    for n, priority in enumerate((0, 50, 100, 200)):
+        await empty_db.execute(
+            """
+            INSERT INTO shipments (shop_id, order_id, order_name, fulfillment_id,
+                                   tracking_number, carrier, poll_priority)
+            VALUES ($1, $2, $3, $4, $5, 'dhl', $6)
+            """,
+            shop,
+            f"gid://shopify/Order/{n}",
+            f"#{n}",
+            f"gid://shopify/Fulfillment/{n}",
+            f"JJD0000000000000005{n}",
+            priority,
+        )
+    assert await migrate(empty_db, migrations) == [m.filename for m in migrations[11:]]
+    rows = await empty_db.fetch("SELECT order_name, poll_priority FROM shipments ORDER BY 1")
+    assert [(r["order_name"], r["poll_priority"]) for r in rows] == [
+        ("#0", 0),
+        ("#1", 100),
+        ("#2", 100),
+        ("#3", 100),
+    ]

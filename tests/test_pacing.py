@@ -1,12 +1,24 @@
-"""Per-second carrier pacing shared by every worker through PostgreSQL."""
+"""Per-second carrier pacing shared by every worker through PostgreSQL, and claims that take
+no more of a slow carrier than its rate can ask."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
+import aiohttp
 import pytest
 
+from carriers.base import CarrierSettings
+from carriers.postnord import sandbox as postnord_sandbox
+from carriers.registry import build_adapters
+from carriers.sandbox_base import CarrierWorld, Kind
+from tests.harness import DHL_KEY, SHOP, start_stack, timeline
+from tracker.config import PollingConfig, WritebackConfig
 from tracker.engine.pacing import take_slot, take_slots, window_of
+from tracker.engine.poller import poll_due
+from tracker.sandbox.serve import serve
+from tracker.shopify.sync import ensure_shops
 
 
 @pytest.mark.parametrize(
@@ -55,3 +67,81 @@ async def test_a_full_window_grants_nothing_and_counts_nothing_more(pool):
     assert await take_slots(pool, "postnord", hourly, 2, max_wait=0) == 0
     rows = await pool.fetch("SELECT used FROM carrier_windows WHERE carrier = 'postnord'")
     assert [r["used"] for r in rows] == [1]
+
+
+async def test_a_slow_carrier_is_claimed_only_as_far_as_its_rate_can_ask(pool):
+    """Issue 5: a carrier on a slow quota (here DHL at one request a minute, as USPS's default
+    60 an hour) with many shipments due does not fill the claims: two claim loops of one
+    process running at once take one of its shipments between them, not hundreds that would
+    wait minutes for pacing slots while the loops poll nothing else. The other carrier's due
+    shipments are all polled; the slow carrier's others stay due, in their order, untouched."""
+    stack = await start_stack()
+    postnord = CarrierWorld(rate_limit_per_second=1000)
+    runner, postnord_url = await serve(postnord_sandbox.sandbox_app(postnord), 0)
+    try:
+        config = stack.config("postgresql://unused")
+        shop = (await ensure_shops(pool, config.shops))[SHOP]
+        numbers = {
+            "dhl": [f"JJD00000000000000060{n:02d}" for n in range(20)],
+            "postnord": [postnord_sandbox.sample_number(n + 1) for n in range(20)],
+        }
+        stack.dhl.register([timeline(n, [Kind.LABEL, Kind.PICKUP]) for n in numbers["dhl"]])
+        postnord.register([timeline(n, [Kind.LABEL, Kind.PICKUP]) for n in numbers["postnord"]])
+        for code, batch in numbers.items():
+            for number in batch:
+                await pool.execute(
+                    """
+                    INSERT INTO shipments (shop_id, order_id, order_name, fulfillment_id,
+                                           tracking_number, carrier, next_poll_at)
+                    VALUES ($1, $2, $2, $2, $3, $4, now() - interval '1 hour')
+                    """,
+                    shop.id,
+                    f"gid://shopify/Order/{number}",
+                    number,
+                    code,
+                )
+        settings = {
+            "dhl": CarrierSettings.model_validate(
+                {"api_key": DHL_KEY, "base_url": stack.dhl_url, "requests_per_second": 1 / 60}
+            ),
+            "postnord": CarrierSettings.model_validate(
+                {
+                    **postnord_sandbox.SANDBOX_SETTINGS,
+                    "base_url": postnord_url,
+                    "requests_per_second": 100,
+                }
+            ),
+        }
+        unsent: Counter[str] = Counter()
+        async with aiohttp.ClientSession() as http:
+            adapters = build_adapters(settings, http)
+            reports = await asyncio.gather(
+                *(
+                    poll_due(
+                        pool,
+                        adapters,
+                        PollingConfig(),
+                        WritebackConfig(),
+                        "w",
+                        settings,
+                        unsent=unsent,
+                    )
+                    for _ in range(2)
+                )
+            )
+        assert sum(r.claimed for r in reports) == 21
+        assert sum(r.polled for r in reports) == 21
+        assert len([r for r in stack.dhl.requests if r.numbers]) == 1
+        rows = await pool.fetch(
+            "SELECT carrier, last_polled_at IS NOT NULL AS polled, lease_owner,"
+            " next_poll_at < now() - interval '59 minutes' AS untouched FROM shipments"
+        )
+        polled = Counter(r["carrier"] for r in rows if r["polled"])
+        assert polled == {"dhl": 1, "postnord": 20}
+        waiting = [r for r in rows if not r["polled"]]
+        assert len(waiting) == 19
+        assert all(r["untouched"] and r["lease_owner"] is None for r in waiting)
+        assert +unsent == Counter()  # nothing left counted as waiting to be sent
+    finally:
+        await runner.cleanup()
+        await stack.close()

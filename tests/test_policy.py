@@ -10,8 +10,6 @@ import pytest
 from tracker.config import PollingConfig
 from tracker.domain import Status
 from tracker.engine.policy import (
-    CONFIRMING,
-    MOVING,
     ROUTINE,
     URGENT,
     PollFacts,
@@ -36,9 +34,9 @@ def within(got: timedelta | None, base: timedelta) -> bool:
     [
         (None, CONFIG.pre_transit_every, ROUTINE),
         (Status.LABEL_PURCHASED, CONFIG.pre_transit_every, ROUTINE),
-        (Status.IN_TRANSIT, CONFIG.in_transit_every, MOVING),
-        (Status.ATTEMPTED_DELIVERY, CONFIG.in_transit_every, MOVING),
-        (Status.READY_FOR_PICKUP, CONFIG.in_transit_every, MOVING),
+        (Status.IN_TRANSIT, CONFIG.in_transit_every, ROUTINE),
+        (Status.ATTEMPTED_DELIVERY, CONFIG.in_transit_every, ROUTINE),
+        (Status.READY_FOR_PICKUP, CONFIG.in_transit_every, ROUTINE),
         (Status.OUT_FOR_DELIVERY, CONFIG.out_for_delivery_every, URGENT),
     ],
 )
@@ -53,14 +51,14 @@ def test_an_eta_within_the_day_is_polled_hourly_and_first():
     assert within(decision.delay, CONFIG.out_for_delivery_every)
     assert decision.priority == URGENT
     later = decide(facts(Status.IN_TRANSIT, eta=NOW + timedelta(days=3)), CONFIG)
-    assert later.priority == MOVING
+    assert later.priority == ROUTINE
 
 
 @pytest.mark.parametrize("final", [Status.DELIVERED, Status.FAILURE])
 def test_final_status_gets_one_confirming_poll_then_stops(final):
     first = decide(facts(final), CONFIG)
     assert first.delay == CONFIG.final_confirm_after
-    assert first.priority == CONFIRMING
+    assert first.priority == ROUTINE
     confirmed = decide(facts(final, was_final=True), CONFIG)
     assert confirmed.delay is None
     assert confirmed.final_confirmed is True

@@ -39,7 +39,7 @@ async def finished(pool: asyncpg.Pool) -> int:
     """A delivered shipment whose confirming poll is done: no longer polled."""
     shipment = await add_shipment(pool, await add_shop(pool), "#1001", status="delivered")
     await pool.execute(
-        "UPDATE shipments SET active = false, final_confirmed = true, poll_priority = 200,"
+        "UPDATE shipments SET active = false, final_confirmed = true, poll_priority = 100,"
         " next_poll_at = now() + interval '30 days' WHERE id = $1",
         shipment,
     )
@@ -133,7 +133,7 @@ async def test_a_token_from_another_browser_is_refused(
             allow_redirects=False,
         )
     assert response.status == 403
-    assert (await pool.fetchrow(POLL_STATE, finished))["poll_priority"] == 200
+    assert (await pool.fetchrow(POLL_STATE, finished))["poll_priority"] == 100
 
 
 async def test_a_same_site_referer_is_enough_without_origin(
@@ -184,7 +184,7 @@ async def test_untrackable_shipments_are_not_queued(
     assert reason in page
     response = await press(client, finished)
     assert response.headers["Location"].endswith("?flash=untrackable#poll-now")
-    assert (await pool.fetchrow(POLL_STATE, finished))["poll_priority"] == 200
+    assert (await pool.fetchrow(POLL_STATE, finished))["poll_priority"] == 100
     flashed = await (await client.get(response.headers["Location"])).text()
     assert 'class="flash problem" role="status">Not queued.' in flashed
 
@@ -199,7 +199,7 @@ async def test_a_shipment_being_polled_is_left_alone(
     )
     response = await press(client, finished)
     assert response.headers["Location"].endswith("?flash=running#poll-now")
-    assert (await pool.fetchrow(POLL_STATE, finished))["poll_priority"] == 200
+    assert (await pool.fetchrow(POLL_STATE, finished))["poll_priority"] == 100
 
 
 async def test_unknown_shipment_and_made_up_flashes(

@@ -6,7 +6,7 @@ dead worker's claims come back when their lease runs out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,7 +18,10 @@ from tracker.domain import Status
 # the primary key; an ``id IN (subquery)`` was planned as a hash join over a scan of the whole
 # table, a cost that grew with every shipment there is. A claim sets only the lease, which no
 # index holds, so it is updated in place on its page (migrations/0010_poll_path_writes.sql):
-# keep lease columns out of every index.
+# keep lease columns out of every index. Carriers given a cap (a slow quota: see
+# tracker.engine.poller.claim_caps) are claimed apart, each up to its cap. The rows come back
+# in no particular order: the caller sorts them the claim's way, as the most valuable go first
+# when a budget covers only some.
 CLAIM_DUE = """
 UPDATE shipments SET lease_owner = $1, lease_until = now() + $2::interval
 WHERE id = ANY(ARRAY(
@@ -28,9 +31,19 @@ WHERE id = ANY(ARRAY(
     ORDER BY poll_priority, next_poll_at
     LIMIT $3
     FOR UPDATE SKIP LOCKED
+) || ARRAY(
+    SELECT c.id FROM unnest($5::text[], $6::int[]) AS k(carrier, most)
+    CROSS JOIN LATERAL (
+        SELECT id FROM shipments
+        WHERE active AND next_poll_at <= now() AND carrier = k.carrier
+          AND (lease_until IS NULL OR lease_until < now())
+        ORDER BY poll_priority, next_poll_at
+        LIMIT k.most
+        FOR UPDATE SKIP LOCKED
+    ) AS c
 ))
 RETURNING id, carrier, tracking_number, poll_failures, status, not_found_since,
-          estimated_delivery_at
+          estimated_delivery_at, poll_priority, next_poll_at
 """
 
 
@@ -46,9 +59,27 @@ class ClaimedShipment:
 
 
 async def claim_due(
-    pool: asyncpg.Pool, worker: str, lease: timedelta, limit: int, carriers: Sequence[str]
+    pool: asyncpg.Pool,
+    worker: str,
+    lease: timedelta,
+    limit: int,
+    carriers: Sequence[str],
+    caps: Mapping[str, int] | None = None,
 ) -> list[ClaimedShipment]:
-    rows = await pool.fetch(CLAIM_DUE, worker, lease, limit, list(carriers))
+    """Claim up to ``limit`` due shipments of ``carriers`` for ``worker``, and up to
+    ``caps[code]`` of each carrier in ``caps`` besides; most valuable first: the urgent
+    (:data:`~tracker.engine.policy.URGENT`), then the longest overdue."""
+    capped = [(code, most) for code, most in (caps or {}).items() if most > 0]
+    rows = await pool.fetch(
+        CLAIM_DUE,
+        worker,
+        lease,
+        limit,
+        list(carriers),
+        [code for code, _ in capped],
+        [most for _, most in capped],
+    )
+    rows.sort(key=lambda r: (r["poll_priority"], r["next_poll_at"]))
     return [
         ClaimedShipment(
             r["id"],

@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import socket
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,6 +78,7 @@ class Daemon:
     _registration: asyncio.Task[None] | None = None
     _jobs: set[asyncio.Task[None]] = field(default_factory=set)
     _in_flight: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    _unsent: Counter[str] = field(default_factory=Counter)  # see poll_due
     _recorder: Recorder | None = None
     _stopping: bool = False
     _database: DatabaseWatch = field(default_factory=DatabaseWatch)
@@ -248,6 +250,7 @@ class Daemon:
                 self.config.carriers,
                 self._in_flight,
                 self._recorder,
+                self._unsent,
             )
             self.metrics.polled(report)
             if report.claimed:

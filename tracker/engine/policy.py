@@ -1,7 +1,8 @@
 """When to poll a shipment next, and how urgently: a pure function of what is known about it.
 
 Defaults (all configurable under ``polling``): a new shipment at once; pre-transit every 6 h;
-in transit every 4 h; out for delivery, or an ETA within the day, every hour and first in line;
+in transit every 4 h; out for delivery, or an ETA within the day, every hour and first in line
+(the rest wait their turn by how long they are overdue, whatever their status);
 delivered or failed: one confirming poll after 24 h, then stop; not found: every 6 h for 3 days,
 then stop; no new scan for 30 days: stop (expired); carrier errors: exponential backoff with
 jitter, capped.
@@ -18,11 +19,12 @@ from tracker.domain import Status
 
 _PRE_TRANSIT = {None, Status.LABEL_PURCHASED, Status.LABEL_PRINTED, Status.CONFIRMED}
 
-# poll_priority: lower goes first when a carrier's budget cannot cover everything that is due.
+# poll_priority: lower goes first when a carrier's budget cannot cover everything that is due;
+# within a priority, the longest overdue goes first (claims order by next_poll_at). Only two:
+# a tier for parcels in transit above labels and confirming polls would, under a quota that
+# never covers the volume (USPS's and DHL's defaults do not), leave those unpolled for good.
 URGENT = 0  # out for delivery, or expected today
-MOVING = 50
 ROUTINE = 100
-CONFIRMING = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +64,7 @@ def decide(facts: PollFacts, config: PollingConfig, rng: random.Random | None = 
     if status is not None and status.is_final:
         if facts.was_final:
             return Decision(None, stop_reason=None, final_confirmed=True)
-        return Decision(config.final_confirm_after, CONFIRMING)
+        return Decision(config.final_confirm_after, ROUTINE)
     if facts.last_scan_at is not None and facts.now - facts.last_scan_at >= config.expire_after:
         return Decision(None, stop_reason="expired")
     expected_today = facts.eta is not None and facts.eta - facts.now <= timedelta(hours=24)
@@ -70,7 +72,7 @@ def decide(facts: PollFacts, config: PollingConfig, rng: random.Random | None = 
         return Decision(_jitter(config.out_for_delivery_every, rng), URGENT)
     if status in _PRE_TRANSIT:
         return Decision(_jitter(config.pre_transit_every, rng), ROUTINE)
-    return Decision(_jitter(config.in_transit_every, rng), MOVING)
+    return Decision(_jitter(config.in_transit_every, rng), ROUTINE)
 
 
 def next_poll_delay(

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,8 @@ MAX_SLOT_WAIT_SECONDS = 120.0
 """Longest a group waits for pacing slots (other replicas using the carrier's rate) before the
 rest of it is given back; well inside the claim's lease."""
 RATE_RETRY = timedelta(seconds=30)
+PACED_AHEAD_SECONDS = 10.0
+"""A process claims no more of a carrier's shipments than its rate lets it ask in this long."""
 
 
 @dataclass
@@ -70,6 +73,7 @@ async def poll_due(
     settings: Mapping[str, CarrierSettings] | None = None,
     in_flight: Mapping[str, asyncio.Semaphore] | None = None,
     recorder: Recorder | None = None,
+    unsent: Counter[str] | None = None,
 ) -> PollReport:
     """Claim one batch of due shipments and poll them; returns what happened.
 
@@ -77,44 +81,103 @@ async def poll_due(
     ``in_flight`` bounds each carrier's concurrent requests across calls (several sweeps run at
     once in a daemon); without it each call allows ``polling.requests_in_flight`` per carrier.
     ``recorder`` stores the results, shared by the calls running at once in a daemon; without
-    it each call stores through a recorder of its own.
+    it each call stores through a recorder of its own. ``unsent`` counts, per carrier, the
+    requests this process has claimed shipments for and not yet sent (shared by the calls
+    running at once in a daemon, as ``in_flight`` is): see :func:`claim_caps`.
     """
     if recorder is None:
         recorder = Recorder(pool, polling, writeback)
         try:
             return await poll_due(
-                pool, adapters, polling, writeback, worker, settings, in_flight, recorder
+                pool, adapters, polling, writeback, worker, settings, in_flight, recorder, unsent
             )
         finally:
             await recorder.close()
+    if unsent is None:
+        unsent = Counter()
     report = PollReport()
     circuits = await circuit_states(pool)
     carriers = [code for code in adapters if code not in circuits.resting]
     if not carriers:
         return report
-    claimed = await claim_due(pool, worker, polling.lease, polling.batch_size, carriers)
-    report.claimed = len(claimed)
-    by_carrier: dict[str, list[ClaimedShipment]] = defaultdict(list)
-    for shipment in claimed:
-        by_carrier[shipment.carrier].append(shipment)
-    await _all_or_none(
-        *(
-            _poll_carrier(
-                pool,
-                adapters[code],
-                (settings or {}).get(code),
-                shipments,
-                polling,
-                recorder,
-                worker,
-                report,
-                (in_flight or {}).get(code) or asyncio.Semaphore(polling.requests_in_flight),
-                code in circuits.troubled,
-            )
-            for code, shipments in by_carrier.items()
+    caps = claim_caps(adapters, settings or {}, carriers, polling.batch_size, unsent)
+    # Requests claimed for and not sent yet count against the caps of the calls running beside
+    # this one: reserved before the claim, corrected to what it took, given back at the end.
+    held = {code: _requests(adapters[code], most) for code, most in caps.items() if most}
+    unsent.update(held)
+    try:
+        claimed = await claim_due(
+            pool,
+            worker,
+            polling.lease,
+            polling.batch_size,
+            [code for code in carriers if code not in caps],
+            caps,
         )
-    )
+        report.claimed = len(claimed)
+        by_carrier: dict[str, list[ClaimedShipment]] = defaultdict(list)
+        for shipment in claimed:
+            by_carrier[shipment.carrier].append(shipment)
+        taken = {code: _requests(adapters[code], len(by_carrier.get(code, ()))) for code in held}
+        unsent.subtract({code: held[code] - taken[code] for code in held})
+        held = taken
+        await _all_or_none(
+            *(
+                _poll_carrier(
+                    pool,
+                    adapters[code],
+                    (settings or {}).get(code),
+                    shipments,
+                    polling,
+                    recorder,
+                    worker,
+                    report,
+                    (in_flight or {}).get(code) or asyncio.Semaphore(polling.requests_in_flight),
+                    code in circuits.troubled,
+                )
+                for code, shipments in by_carrier.items()
+            )
+        )
+    finally:
+        unsent.subtract(held)
     return report
+
+
+def claim_caps(
+    adapters: Mapping[str, Adapter],
+    settings: Mapping[str, CarrierSettings],
+    carriers: list[str],
+    batch_size: int,
+    unsent: Mapping[str, int],
+) -> dict[str, int]:
+    """How many shipments of each slow carrier one claim may take (carriers left out: no cap).
+
+    A carrier whose rate cannot ask a whole batch's worth within :data:`PACED_AHEAD_SECONDS`
+    (USPS's 60 an hour, DHL's one a second) gets at most what it can ask in that time, less
+    what this process has claimed for it and not sent yet. Without the cap a claim would take
+    hundreds of that carrier's shipments, the batch would wait minutes for pacing slots, and
+    its claim loop would poll nothing else meanwhile.
+    """
+    caps: dict[str, int] = {}
+    for code in carriers:
+        adapter = adapters[code]
+        per_request = max(1, adapter.max_batch)
+        ahead = math.ceil(_rate(adapter, settings.get(code)) * PACED_AHEAD_SECONDS)
+        if ahead * per_request >= batch_size:
+            continue
+        caps[code] = max(0, ahead - unsent.get(code, 0)) * per_request
+    return caps
+
+
+def _rate(adapter: Adapter, settings: CarrierSettings | None) -> float:
+    """Requests per second the carrier may be sent, all replicas together."""
+    return (settings.requests_per_second if settings else None) or (
+        adapter.default_requests_per_second
+    )
+
+
+def _requests(adapter: Adapter, shipments: int) -> int:
+    return math.ceil(shipments / max(1, adapter.max_batch))
 
 
 async def _poll_carrier(
@@ -141,9 +204,7 @@ async def _poll_carrier(
     requests = [shipments[i : i + size] for i in range(0, len(shipments), size)]
     per_group = max(1, RECORD_GROUP // size)
     per_day = daily_quota(adapter, settings)
-    per_second = (settings.requests_per_second if settings else None) or (
-        adapter.default_requests_per_second
-    )
+    per_second = _rate(adapter, settings)
     circuit_reset = [not troubled]  # a troubled circuit is reset once per batch, on a success
 
     async def ask(batch: list[ClaimedShipment]) -> Answer:
