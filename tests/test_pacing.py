@@ -15,8 +15,8 @@ from carriers.registry import build_adapters
 from carriers.sandbox_base import CarrierWorld, Kind
 from tests.harness import DHL_KEY, SHOP, start_stack, timeline
 from tracker.config import PollingConfig, WritebackConfig
-from tracker.engine.pacing import take_slot, take_slots, window_of
-from tracker.engine.poller import poll_due
+from tracker.engine.pacing import next_window, take_slot, take_slots, window_of
+from tracker.engine.poller import PollReport, SlowCarriers, poll_due
 from tracker.sandbox.serve import serve
 from tracker.shopify.sync import ensure_shops
 
@@ -27,6 +27,12 @@ from tracker.shopify.sync import ensure_shops
 )
 def test_windows(rate, window):
     assert window_of(rate) == window
+
+
+def test_the_next_window_starts_where_the_current_one_ends():
+    assert next_window(60 / 3600, now=125.0) == 180.0  # minutes, counted from the epoch
+    assert next_window(5, now=10.5) == 11.0
+    assert next_window(5, now=11.0) == 12.0
 
 
 async def test_no_window_ever_holds_more_than_the_rate(pool):
@@ -70,11 +76,14 @@ async def test_a_full_window_grants_nothing_and_counts_nothing_more(pool):
 
 
 async def test_a_slow_carrier_is_claimed_only_as_far_as_its_rate_can_ask(pool):
-    """Issue 5: a carrier on a slow quota (here DHL at one request a minute, as USPS's default
-    60 an hour) with many shipments due does not fill the claims: two claim loops of one
+    """Issue 5: a carrier on a slow quota (here DHL at one request a day, so that its one pacing
+    window lasts the whole test; USPS's default is 60 an hour) with many shipments due does
+    not fill the claims: two claim loops of one
     process running at once take one of its shipments between them, not hundreds that would
-    wait minutes for pacing slots while the loops poll nothing else. The other carrier's due
-    shipments are all polled; the slow carrier's others stay due, in their order, untouched."""
+    wait minutes for pacing slots while the loops poll nothing else. Once its window is spent
+    a claim takes none of it until the next window, and a replica that claims one all the same
+    gives it back as it was. The other carrier's due shipments are all polled; the slow
+    carrier's others stay due, in their order, untouched."""
     stack = await start_stack()
     postnord = CarrierWorld(rate_limit_per_second=1000)
     runner, postnord_url = await serve(postnord_sandbox.sandbox_app(postnord), 0)
@@ -100,9 +109,10 @@ async def test_a_slow_carrier_is_claimed_only_as_far_as_its_rate_can_ask(pool):
                     number,
                     code,
                 )
+        due_before = dict(await pool.fetch("SELECT id, next_poll_at FROM shipments"))
         settings = {
             "dhl": CarrierSettings.model_validate(
-                {"api_key": DHL_KEY, "base_url": stack.dhl_url, "requests_per_second": 1 / 60}
+                {"api_key": DHL_KEY, "base_url": stack.dhl_url, "requests_per_second": 1 / 86400}
             ),
             "postnord": CarrierSettings.model_validate(
                 {
@@ -112,36 +122,35 @@ async def test_a_slow_carrier_is_claimed_only_as_far_as_its_rate_can_ask(pool):
                 }
             ),
         }
-        unsent: Counter[str] = Counter()
+        slow = SlowCarriers()
         async with aiohttp.ClientSession() as http:
             adapters = build_adapters(settings, http)
-            reports = await asyncio.gather(
-                *(
-                    poll_due(
-                        pool,
-                        adapters,
-                        PollingConfig(),
-                        WritebackConfig(),
-                        "w",
-                        settings,
-                        unsent=unsent,
-                    )
-                    for _ in range(2)
+
+            async def sweep(known: SlowCarriers) -> PollReport:
+                return await poll_due(
+                    pool, adapters, PollingConfig(), WritebackConfig(), "w", settings, slow=known
                 )
-            )
-        assert sum(r.claimed for r in reports) == 21
-        assert sum(r.polled for r in reports) == 21
+
+            reports = await asyncio.gather(sweep(slow), sweep(slow))
+            assert sum(r.claimed for r in reports) == 21
+            assert sum(r.polled for r in reports) == 21
+            assert +slow.unsent == Counter()  # nothing left counted as waiting to be sent
+            third = await sweep(slow)  # knows nothing yet: claims one, finds the window spent
+            assert (third.claimed, third.polled) == (1, 0)
+            assert (await sweep(slow)).claimed == 0  # now it knows: none until the next window
+            other = await sweep(SlowCarriers())  # another replica does not know yet
+            assert (other.claimed, other.polled) == (1, 0)
         assert len([r for r in stack.dhl.requests if r.numbers]) == 1
         rows = await pool.fetch(
-            "SELECT carrier, last_polled_at IS NOT NULL AS polled, lease_owner,"
-            " next_poll_at < now() - interval '59 minutes' AS untouched FROM shipments"
+            "SELECT id, carrier, last_polled_at IS NOT NULL AS polled, lease_owner, next_poll_at"
+            " FROM shipments"
         )
         polled = Counter(r["carrier"] for r in rows if r["polled"])
         assert polled == {"dhl": 1, "postnord": 20}
         waiting = [r for r in rows if not r["polled"]]
         assert len(waiting) == 19
-        assert all(r["untouched"] and r["lease_owner"] is None for r in waiting)
-        assert +unsent == Counter()  # nothing left counted as waiting to be sent
+        assert all(r["lease_owner"] is None for r in waiting)
+        assert all(r["next_poll_at"] == due_before[r["id"]] for r in waiting)
     finally:
         await runner.cleanup()
         await stack.close()

@@ -14,7 +14,6 @@ import logging
 import os
 import secrets
 import socket
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +32,7 @@ from tracker.engine.attention import refresh_attention
 from tracker.engine.circuit import forget_refusals
 from tracker.engine.outage import DATABASE_DOWN, DatabaseWatch
 from tracker.engine.pacing import forget_old_windows
-from tracker.engine.poller import poll_due
+from tracker.engine.poller import SlowCarriers, poll_due
 from tracker.engine.recorder import Recorder
 from tracker.logs import log_context
 from tracker.metrics import Metrics, MetricsSource, timed
@@ -78,7 +77,7 @@ class Daemon:
     _registration: asyncio.Task[None] | None = None
     _jobs: set[asyncio.Task[None]] = field(default_factory=set)
     _in_flight: dict[str, asyncio.Semaphore] = field(default_factory=dict)
-    _unsent: Counter[str] = field(default_factory=Counter)  # see poll_due
+    _slow: SlowCarriers = field(default_factory=SlowCarriers)  # see poll_due
     _recorder: Recorder | None = None
     _stopping: bool = False
     _database: DatabaseWatch = field(default_factory=DatabaseWatch)
@@ -250,7 +249,7 @@ class Daemon:
                 self.config.carriers,
                 self._in_flight,
                 self._recorder,
-                self._unsent,
+                self._slow,
             )
             self.metrics.polled(report)
             if report.claimed:

@@ -36,6 +36,13 @@ def window_of(rate: float) -> tuple[int, int]:
     return length, max(1, math.floor(rate * length))
 
 
+def next_window(rate: float, now: float | None = None) -> float:
+    """When (``time.time()``) the window after the current one starts."""
+    length, _ = window_of(rate)
+    current = time.time() if now is None else now
+    return (int(current // length) + 1) * length
+
+
 async def take_slots(
     pool: asyncpg.Pool, carrier: str, rate: float, wanted: int, max_wait: float = MAX_WAIT_SECONDS
 ) -> int:

@@ -33,9 +33,9 @@ from tracker.config import PollingConfig, WritebackConfig
 from tracker.engine.budget import next_budget_day, reserve_up_to
 from tracker.engine.circuit import Reason, circuit_states, record_failure, record_success
 from tracker.engine.claims import ClaimedShipment, claim_due
-from tracker.engine.pacing import take_slots
+from tracker.engine.pacing import next_window, take_slots
 from tracker.engine.recorder import Recorder
-from tracker.engine.release import daily_quota, postpone, release_failed
+from tracker.engine.release import daily_quota, give_back, postpone, release_failed
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,19 @@ rest of it is given back; well inside the claim's lease."""
 RATE_RETRY = timedelta(seconds=30)
 PACED_AHEAD_SECONDS = 10.0
 """A process claims no more of a carrier's shipments than its rate lets it ask in this long."""
+
+
+@dataclass
+class SlowCarriers:
+    """What the claim loops of one process know of their slow carriers (see :func:`claim_caps`).
+
+    ``unsent``: requests claimed for and not sent yet, per carrier. ``resting``: when (the
+    ``time.time()`` a pacing window starts) a carrier whose window was found spent may be
+    claimed again.
+    """
+
+    unsent: Counter[str] = field(default_factory=Counter)
+    resting: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,7 +86,7 @@ async def poll_due(
     settings: Mapping[str, CarrierSettings] | None = None,
     in_flight: Mapping[str, asyncio.Semaphore] | None = None,
     recorder: Recorder | None = None,
-    unsent: Counter[str] | None = None,
+    slow: SlowCarriers | None = None,
 ) -> PollReport:
     """Claim one batch of due shipments and poll them; returns what happened.
 
@@ -81,26 +94,27 @@ async def poll_due(
     ``in_flight`` bounds each carrier's concurrent requests across calls (several sweeps run at
     once in a daemon); without it each call allows ``polling.requests_in_flight`` per carrier.
     ``recorder`` stores the results, shared by the calls running at once in a daemon; without
-    it each call stores through a recorder of its own. ``unsent`` counts, per carrier, the
-    requests this process has claimed shipments for and not yet sent (shared by the calls
-    running at once in a daemon, as ``in_flight`` is): see :func:`claim_caps`.
+    it each call stores through a recorder of its own. ``slow`` is what the process knows of
+    its slow carriers (shared by the calls running at once in a daemon, as ``in_flight`` is):
+    see :func:`claim_caps`.
     """
     if recorder is None:
         recorder = Recorder(pool, polling, writeback)
         try:
             return await poll_due(
-                pool, adapters, polling, writeback, worker, settings, in_flight, recorder, unsent
+                pool, adapters, polling, writeback, worker, settings, in_flight, recorder, slow
             )
         finally:
             await recorder.close()
-    if unsent is None:
-        unsent = Counter()
+    if slow is None:
+        slow = SlowCarriers()
+    unsent = slow.unsent
     report = PollReport()
     circuits = await circuit_states(pool)
     carriers = [code for code in adapters if code not in circuits.resting]
     if not carriers:
         return report
-    caps = claim_caps(adapters, settings or {}, carriers, polling.batch_size, unsent)
+    caps = claim_caps(adapters, settings or {}, carriers, polling.batch_size, slow)
     # Requests claimed for and not sent yet count against the caps of the calls running beside
     # this one: reserved before the claim, corrected to what it took, given back at the end.
     held = {code: _requests(adapters[code], most) for code, most in caps.items() if most}
@@ -134,6 +148,7 @@ async def poll_due(
                     report,
                     (in_flight or {}).get(code) or asyncio.Semaphore(polling.requests_in_flight),
                     code in circuits.troubled,
+                    slow if code in caps else None,
                 )
                 for code, shipments in by_carrier.items()
             )
@@ -148,24 +163,29 @@ def claim_caps(
     settings: Mapping[str, CarrierSettings],
     carriers: list[str],
     batch_size: int,
-    unsent: Mapping[str, int],
+    slow: SlowCarriers,
 ) -> dict[str, int]:
     """How many shipments of each slow carrier one claim may take (carriers left out: no cap).
 
     A carrier whose rate cannot ask a whole batch's worth within :data:`PACED_AHEAD_SECONDS`
     (USPS's 60 an hour, DHL's one a second) gets at most what it can ask in that time, less
-    what this process has claimed for it and not sent yet. Without the cap a claim would take
-    hundreds of that carrier's shipments, the batch would wait minutes for pacing slots, and
-    its claim loop would poll nothing else meanwhile.
+    what this process has claimed for it and not sent yet; none while it rests (its pacing
+    window was found spent: the shipments stay due, in their order, until the next window).
+    Without the cap a claim took hundreds of that carrier's shipments and its loop waited up
+    to two minutes for pacing slots, polling nothing else meanwhile.
     """
     caps: dict[str, int] = {}
+    now = time.time()
     for code in carriers:
         adapter = adapters[code]
         per_request = max(1, adapter.max_batch)
         ahead = math.ceil(_rate(adapter, settings.get(code)) * PACED_AHEAD_SECONDS)
         if ahead * per_request >= batch_size:
             continue
-        caps[code] = max(0, ahead - unsent.get(code, 0)) * per_request
+        if slow.resting.get(code, 0.0) > now:
+            caps[code] = 0
+            continue
+        caps[code] = max(0, ahead - slow.unsent.get(code, 0)) * per_request
     return caps
 
 
@@ -191,6 +211,7 @@ async def _poll_carrier(
     report: PollReport,
     in_flight: asyncio.Semaphore,
     troubled: bool,
+    slow: SlowCarriers | None = None,
 ) -> None:
     """Ask one carrier about its claimed shipments, a group of requests at a time.
 
@@ -238,12 +259,19 @@ async def _poll_carrier(
                         adapter.code,
                         per_second,
                         len(waiting),
-                        max_wait=max(0.0, slot_deadline - time.monotonic()),
+                        # A slow carrier's shipments never wait for a window: see claim_caps.
+                        max_wait=0 if slow else max(0.0, slot_deadline - time.monotonic()),
                     )
                     if not slots:
-                        # Other replicas hold the carrier's rate: try again on a later sweep.
                         later = [s for batch in waiting for s in batch]
-                        await postpone(pool, worker, later, datetime.now(UTC) + RATE_RETRY)
+                        if slow:
+                            # Its window is spent: back as they were, and none claimed until
+                            # the next window.
+                            await give_back(pool, worker, later)
+                            slow.resting[adapter.code] = next_window(per_second)
+                        else:
+                            # Other replicas hold the carrier's rate: try again on a later sweep.
+                            await postpone(pool, worker, later, datetime.now(UTC) + RATE_RETRY)
                         waiting = []
                     for batch in waiting[:slots]:
                         task = asyncio.create_task(ask(batch))

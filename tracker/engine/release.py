@@ -51,6 +51,16 @@ async def postpone(
     )
 
 
+async def give_back(pool: asyncpg.Pool, worker: str, batch: Sequence[ClaimedShipment]) -> None:
+    """Give a batch back as it was: due as before, in its place in the order."""
+    await pool.execute(
+        "UPDATE shipments SET lease_owner = NULL, lease_until = NULL"
+        " WHERE id = ANY($2::bigint[]) AND lease_owner = $1",
+        worker,
+        [s.id for s in batch],
+    )
+
+
 async def release_failed(
     pool: asyncpg.Pool,
     worker: str,
