@@ -154,3 +154,49 @@ async def test_a_slow_carrier_is_claimed_only_as_far_as_its_rate_can_ask(pool):
     finally:
         await runner.cleanup()
         await stack.close()
+
+
+async def test_a_carrier_of_a_few_requests_a_second_is_asked_at_its_rate_within_one_claim(pool):
+    """A capped carrier whose windows are short (DHL at five requests a second: a claim may
+    take what it can ask in 10 s, 50) waits for the windows its claim needs, as the pacing
+    allows, rather than giving back all but the first window's five."""
+    stack = await start_stack()
+    try:
+        config = stack.config("postgresql://unused")
+        shop = (await ensure_shops(pool, config.shops))[SHOP]
+        numbers = [f"JJD00000000000000070{n:02d}" for n in range(12)]
+        stack.dhl.register([timeline(n, [Kind.LABEL, Kind.PICKUP]) for n in numbers])
+        for number in numbers:
+            await pool.execute(
+                """
+                INSERT INTO shipments (shop_id, order_id, order_name, fulfillment_id,
+                                       tracking_number, carrier)
+                VALUES ($1, $2, $2, $2, $3, 'dhl')
+                """,
+                shop.id,
+                f"gid://shopify/Order/{number}",
+                number,
+            )
+        settings = {
+            "dhl": CarrierSettings.model_validate(
+                {"api_key": DHL_KEY, "base_url": stack.dhl_url, "requests_per_second": 5}
+            )
+        }
+        slow = SlowCarriers()
+        async with aiohttp.ClientSession() as http:
+            report = await poll_due(
+                pool,
+                build_adapters(settings, http),
+                PollingConfig(),
+                WritebackConfig(),
+                "w",
+                settings,
+                slow=slow,
+            )
+        assert (report.claimed, report.polled) == (12, 12)
+        assert len([r for r in stack.dhl.requests if r.numbers]) == 12
+        windows = await pool.fetch("SELECT used FROM carrier_windows WHERE carrier = 'dhl'")
+        assert max(r["used"] for r in windows) <= 5  # paced all the same
+        assert slow.resting == {}
+    finally:
+        await stack.close()

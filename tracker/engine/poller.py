@@ -33,7 +33,7 @@ from tracker.config import PollingConfig, WritebackConfig
 from tracker.engine.budget import next_budget_day, reserve_up_to
 from tracker.engine.circuit import Reason, circuit_states, record_failure, record_success
 from tracker.engine.claims import ClaimedShipment, claim_due
-from tracker.engine.pacing import next_window, take_slots
+from tracker.engine.pacing import next_window, take_slots, window_of
 from tracker.engine.recorder import Recorder
 from tracker.engine.release import daily_quota, give_back, postpone, release_failed
 
@@ -250,7 +250,12 @@ async def _poll_carrier(
         # request each time one finishes: quadratic in the requests in flight).
         finished: asyncio.Queue[asyncio.Task[Answer]] = asyncio.Queue()
         waiting = group
-        slot_deadline = time.monotonic() + MAX_SLOT_WAIT_SECONDS
+        # A slow carrier's group was sized to go out within PACED_AHEAD_SECONDS: it waits no
+        # longer, and not at all for a window that starts later than that (USPS's minute).
+        patience = MAX_SLOT_WAIT_SECONDS
+        if slow:
+            patience = PACED_AHEAD_SECONDS if window_of(per_second)[0] <= PACED_AHEAD_SECONDS else 0
+        slot_deadline = time.monotonic() + patience
         try:
             while waiting or sent:
                 if waiting:
@@ -259,14 +264,13 @@ async def _poll_carrier(
                         adapter.code,
                         per_second,
                         len(waiting),
-                        # A slow carrier's shipments never wait for a window: see claim_caps.
-                        max_wait=0 if slow else max(0.0, slot_deadline - time.monotonic()),
+                        max_wait=max(0.0, slot_deadline - time.monotonic()),
                     )
                     if not slots:
                         later = [s for batch in waiting for s in batch]
                         if slow:
-                            # Its window is spent: back as they were, and none claimed until
-                            # the next window.
+                            # Its rate is spent: back as they were, and none claimed until its
+                            # next window.
                             await give_back(pool, worker, later)
                             slow.resting[adapter.code] = next_window(per_second)
                         else:
