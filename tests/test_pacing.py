@@ -15,6 +15,7 @@ from carriers.registry import build_adapters
 from carriers.sandbox_base import CarrierWorld, Kind
 from tests.harness import DHL_KEY, SHOP, start_stack, timeline
 from tracker.config import PollingConfig, WritebackConfig
+from tracker.engine.daemon import Daemon
 from tracker.engine.pacing import next_window, take_slot, take_slots, window_of
 from tracker.engine.poller import PollReport, SlowCarriers, poll_due
 from tracker.sandbox.serve import serve
@@ -133,6 +134,7 @@ async def test_a_slow_carrier_is_claimed_only_as_far_as_its_rate_can_ask(pool):
 
             reports = await asyncio.gather(sweep(slow), sweep(slow))
             assert sum(r.claimed for r in reports) == 21
+            assert [r.capped_full for r in reports].count(True) == 1  # the loop that took DHL
             assert sum(r.polled for r in reports) == 21
             assert +slow.unsent == Counter()  # nothing left counted as waiting to be sent
             third = await sweep(slow)  # knows nothing yet: claims one, finds the window spent
@@ -194,9 +196,49 @@ async def test_a_carrier_of_a_few_requests_a_second_is_asked_at_its_rate_within_
                 slow=slow,
             )
         assert (report.claimed, report.polled) == (12, 12)
+        assert not report.capped_full  # 12 of a cap of 50: nothing more was due
         assert len([r for r in stack.dhl.requests if r.numbers]) == 12
         windows = await pool.fetch("SELECT used FROM carrier_windows WHERE carrier = 'dhl'")
         assert max(r["used"] for r in windows) <= 5  # paced all the same
         assert slow.resting == {}
+    finally:
+        await stack.close()
+
+
+async def test_one_sweep_asks_a_slow_carriers_whole_backlog_at_its_rate(pool, database_url):
+    """A sweep's loops go round again while a slow carrier's claim takes all it may (here 30, at
+    three requests a second), instead of ending with the rest left to the next sweep."""
+    stack = await start_stack()
+    numbers = [f"JJD00000000000000080{n:02d}" for n in range(40)]
+    stack.dhl.register([timeline(n, [Kind.LABEL, Kind.PICKUP]) for n in numbers])
+    dhl = {"api_key": DHL_KEY, "base_url": stack.dhl_url, "requests_per_second": 3}
+    config = stack.config(database_url, carriers={"dhl": dhl})
+    shop = (await ensure_shops(pool, config.shops))[SHOP]
+    for number in numbers:
+        await pool.execute(
+            """
+            INSERT INTO shipments (shop_id, order_id, order_name, fulfillment_id,
+                                   tracking_number, carrier)
+            VALUES ($1, $2, $2, $2, $3, 'dhl')
+            """,
+            shop.id,
+            f"gid://shopify/Order/{number}",
+            number,
+        )
+    try:
+        async with aiohttp.ClientSession() as http:
+            daemon = Daemon(
+                config=config,
+                pool=pool,
+                _session=http,
+                _adapters=build_adapters(config.carriers, http),
+            )
+            await daemon.poll_sweep()
+        assert await pool.fetchval("SELECT count(*) FROM shipments WHERE carrier_state = 'found'")
+        polled = await pool.fetchval(
+            "SELECT count(*) FROM shipments WHERE last_polled_at IS NOT NULL"
+        )
+        assert polled == 40  # 30 in the first round, 10 in the next
+        assert len([r for r in stack.dhl.requests if r.numbers]) == 40
     finally:
         await stack.close()

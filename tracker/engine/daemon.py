@@ -227,7 +227,10 @@ class Daemon:
 
         ``polling.concurrent_batches`` loops claim and poll side by side, so one slow carrier
         holds up one batch, not the sweep; together they send at most
-        ``polling.requests_in_flight`` requests to one carrier at a time.
+        ``polling.requests_in_flight`` requests to one carrier at a time. A slow carrier is
+        claimed a few shipments at a time (:func:`~tracker.engine.poller.claim_caps`): while
+        one of its claims takes all it may, the loops go round again together rather than
+        leave its backlog to the next sweep.
         """
         polling = self.config.polling
         if self._recorder is None:
@@ -235,9 +238,13 @@ class Daemon:
         for code in self._adapters:
             if code not in self._in_flight:
                 self._in_flight[code] = asyncio.Semaphore(polling.requests_in_flight)
-        await asyncio.gather(*(self._poll_loop() for _ in range(polling.concurrent_batches)))
+        while not self._stopping:
+            loops = [self._poll_loop() for _ in range(polling.concurrent_batches)]
+            if not any(await asyncio.gather(*loops)):
+                return
 
-    async def _poll_loop(self) -> None:
+    async def _poll_loop(self) -> bool:
+        """Claim and poll batches until one is not full; whether a slow carrier had more."""
         batch = self.config.polling.batch_size
         while not self._stopping:
             report = await poll_due(
@@ -266,7 +273,8 @@ class Daemon:
                     },
                 )
             if report.claimed < batch:
-                return
+                return report.capped_full
+        return False
 
     async def refresh_attention(self) -> None:
         await forget_old_windows(self.pool)

@@ -68,6 +68,7 @@ class SlowCarriers:
 @dataclass
 class PollReport:
     claimed: int = 0
+    capped_full: bool = False  # a slow carrier's claim took all its cap: more may be due
     polled: int = 0
     new_events: int = 0
     failed_batches: int = 0
@@ -132,6 +133,9 @@ async def poll_due(
         by_carrier: dict[str, list[ClaimedShipment]] = defaultdict(list)
         for shipment in claimed:
             by_carrier[shipment.carrier].append(shipment)
+        report.capped_full = any(
+            len(by_carrier.get(code, ())) >= most for code, most in caps.items() if most
+        )
         taken = {code: _requests(adapters[code], len(by_carrier.get(code, ()))) for code in held}
         unsent.subtract({code: held[code] - taken[code] for code in held})
         held = taken
