@@ -171,7 +171,11 @@ async def test_timelines_can_be_registered_over_http(sandbox: Sandbox) -> None:
     assert list(results) == ["LT 1000 0000 5CN", "LT100000005CN"]
     assert {r.outcome for r in results.values()} == {Outcome.FOUND}
     assert results["LT 1000 0000 5CN"].tracking_number == "LT 1000 0000 5CN"
-    assert sandbox.log() == [("POST", ("LT100000005CN",), 201), ("GET", ("LT100000005CN",), 200)]
+    assert sandbox.log() == [
+        ("GET", ("LT100000005CN",), 200),  # not listed yet
+        ("POST", ("LT100000005CN",), 201),
+        ("GET", ("LT100000005CN",), 200),
+    ]
 
 
 # --- registration ---------------------------------------------------------------------------
@@ -183,7 +187,26 @@ async def test_numbers_are_registered_once_then_only_read(sandbox: Sandbox) -> N
     second = await adapter.track(numbers)
     assert {r.outcome for r in second.values()} == {Outcome.FOUND}
     assert sorted(numbers for _, numbers, _ in sandbox.log("POST")) == [(n,) for n in numbers]
-    assert [numbers for _, numbers, _ in sandbox.log("GET")] == [tuple(numbers[:2]), tuple(numbers)]
+    reads = [chunk for _, chunk, _ in sandbox.log("GET")]
+    # The first two not listed: registered and read again; later only the third likewise.
+    assert reads == [tuple(numbers[:2]), tuple(numbers[:2]), tuple(numbers), (numbers[2],)]
+
+
+async def test_a_restarted_daemon_or_another_replica_registers_nothing_again(
+    sandbox: Sandbox,
+) -> None:
+    """What was registered is known from AfterShip's list, not from the process: a new adapter
+    (a restart, another replica) reads those numbers, 50 a request, and creates nothing."""
+    sandbox.world.rate_limit_per_second = 10_000
+    numbers = [sample_number(i) for i in range(60)]
+    sandbox.world.register(simple_timeline(n) for n in numbers)
+    await sandbox.adapter(requests_per_second=1000.0).track(numbers)
+    assert len(sandbox.log("POST")) == 60
+    sandbox.world.requests.clear()
+    results = await sandbox.adapter(requests_per_second=1000.0).track(numbers)
+    assert {r.outcome for r in results.values()} == {Outcome.FOUND}
+    assert sandbox.log("POST") == []
+    assert sorted(len(chunk) for _, chunk, _ in sandbox.log("GET")) == [10, 50]
 
 
 async def test_a_number_registered_earlier_elsewhere_is_simply_read(sandbox: Sandbox) -> None:
@@ -193,8 +216,23 @@ async def test_a_number_registered_earlier_elsewhere_is_simply_read(sandbox: San
     assert (status, body["meta"]["code"]) == (201, 201)
     result = (await sandbox.adapter().track([number]))[number]
     assert result.outcome is Outcome.FOUND
-    assert sandbox.statuses_of("POST", number) == [201, 400]  # 4003: already exists
+    assert sandbox.statuses_of("POST", number) == [201]  # listed: not registered again
     assert sandbox.statuses_of("GET", number) == [200]
+
+
+async def test_a_number_registered_between_the_read_and_the_create_is_read(
+    sandbox: Sandbox,
+) -> None:
+    """Two replicas polling one new number at once: one create is refused as "already
+    exists" (4003), which counts as registered."""
+    number = sample_number(7)
+    sandbox.world.register([simple_timeline(number)])
+    adapter = sandbox.adapter()
+    await adapter._register_all([number])  # the other replica, after this one's read
+    assert (await adapter._register_all([number])) == {}
+    result = (await adapter.track([number]))[number]
+    assert result.outcome is Outcome.FOUND
+    assert sandbox.statuses_of("POST", number) == [201, 400]  # 4003: already exists
 
 
 async def test_a_deleted_tracking_is_registered_again_at_once(sandbox: Sandbox) -> None:
@@ -222,7 +260,8 @@ async def test_a_number_refused_now_is_registered_next_time(sandbox: Sandbox) ->
     second = (await adapter.track([number]))[number]
     assert second.outcome is Outcome.FOUND
     assert sandbox.log() == [
-        ("POST", (number,), 400), ("POST", (number,), 201), ("GET", (number,), 200),
+        ("GET", (number,), 200), ("POST", (number,), 400),
+        ("GET", (number,), 200), ("POST", (number,), 201), ("GET", (number,), 200),
     ]  # fmt: skip
 
 
@@ -235,8 +274,8 @@ async def test_numbers_are_read_fifty_per_request(sandbox: Sandbox) -> None:
     assert list(results) == numbers
     assert {r.outcome for r in results.values()} == {Outcome.FOUND}
     reads = sandbox.log("GET")
-    assert sorted(len(numbers) for _, numbers, _ in reads) == [1, 50, 50]
-    assert sorted(n for _, chunk, _ in reads for n in chunk) == sorted(numbers)
+    assert sorted(len(numbers) for _, numbers, _ in reads) == [1, 1, 50, 50, 50, 50]  # read,
+    assert sorted(n for _, chunk, _ in reads for n in chunk) == sorted(numbers * 2)  # and again
     assert max(len(numbers) for _, numbers, _ in sandbox.log()) <= AftershipAdapter.max_batch
     assert len(sandbox.log("POST")) == len(numbers)
 
@@ -253,7 +292,10 @@ async def test_unknown_numbers_are_not_found_and_the_others_succeed(sandbox: San
     assert results["SBNOTFOUND42"].message == (
         "Unable to import shipment as we don't recognize the carrier from this tracking number."
     )
-    assert sandbox.log("GET") == [("GET", (known,), 200)]  # blank and listed ones: not asked
+    # Blank and listed ones are not asked; those AfterShip refused to register not read again.
+    assert [chunk for _, chunk, _ in sandbox.log("GET")] == [
+        (known, "NEVERREGISTERED1", "SBNOTFOUND42"), (known,),
+    ]  # fmt: skip
     assert len(sandbox.log("POST")) == 3
 
 
@@ -264,8 +306,9 @@ async def test_malformed_answer_is_an_error_for_that_number_only(sandbox: Sandbo
     assert (results["SBBADJSON1"].outcome, results[good].outcome) == (Outcome.ERROR, Outcome.FOUND)
     assert "HTTP 200 with no JSON" in results["SBBADJSON1"].message
     assert [numbers for _, numbers, _ in sandbox.log("GET")] == [
-        ("SBBADJSON1", good), ("SBBADJSON1",), (good,),
+        ("SBBADJSON1", good), ("SBBADJSON1",), (good,), (good,),
     ]  # fmt: skip
+    assert sandbox.log("POST") == [("POST", (good,), 201)]  # an unreadable answer: not registered
 
 
 # --- when AfterShip cannot be asked ----------------------------------------------------------
@@ -286,7 +329,7 @@ async def test_429_is_retried_after_retry_after(sandbox: Sandbox) -> None:
     results = await sandbox.adapter().track(numbers)
     assert {r.outcome for r in results.values()} == {Outcome.FOUND}
     assert [(method, status) for method, _, status in sandbox.log()] == [
-        ("POST", 201), ("POST", 201), ("GET", 429), ("GET", 200),
+        ("GET", 200), ("POST", 201), ("POST", 429), ("POST", 201), ("GET", 200),
     ]  # fmt: skip
 
 
