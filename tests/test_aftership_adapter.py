@@ -220,16 +220,14 @@ async def test_a_number_registered_earlier_elsewhere_is_simply_read(sandbox: San
     assert sandbox.statuses_of("GET", number) == [200]
 
 
-async def test_a_number_registered_between_the_read_and_the_create_is_read(
-    sandbox: Sandbox,
-) -> None:
-    """Two replicas polling one new number at once: one create is refused as "already
-    exists" (4003), which counts as registered."""
+async def test_a_create_answered_already_exists_counts_as_registered(sandbox: Sandbox) -> None:
+    """What a replica gets when another registered the number after its read: 4003, which is
+    no refusal, and the number is read."""
     number = sample_number(7)
     sandbox.world.register([simple_timeline(number)])
     adapter = sandbox.adapter()
-    await adapter._register_all([number])  # the other replica, after this one's read
-    assert (await adapter._register_all([number])) == {}
+    await adapter._register_all([number])  # the other replica
+    assert (await adapter._register_all([number])) == {}  # this one: not refused
     result = (await adapter.track([number]))[number]
     assert result.outcome is Outcome.FOUND
     assert sandbox.statuses_of("POST", number) == [201, 400]  # 4003: already exists
