@@ -17,6 +17,13 @@ The contract, which one parametrized test suite checks for every adapter:
   ``Retry-After`` not yet passed) the adapter raises :class:`CarrierUnavailable`; rejected
   credentials raise :class:`CarrierAuthError`. The engine reschedules the batch with backoff.
 * Every timestamp is aware UTC (:class:`tracker.domain.TrackingEvent` refuses naive ones).
+
+The engine paces one request per ``track`` call across every replica (through PostgreSQL). An
+adapter whose call may send more than that (AfterShip registers the numbers its list does not
+show, then reads them again) may define ``use_shared_pacing(pacing: SharedPacing) -> None``:
+the daemon calls it once, and the adapter takes a :class:`SharedPacing` slot for each request
+beyond the first, so that the replicas together, not only each process, keep the carrier's
+rate.
 """
 
 from __future__ import annotations
@@ -105,7 +112,8 @@ class CarrierSettings(BaseModel):
     requests_per_second: float | None = Field(
         None,
         gt=0,
-        description="Most requests per second this process sends; empty: the carrier's default.",
+        description="Most requests per second sent to the carrier, all replicas together; "
+        "empty: the carrier's default.",
     )
     requests_per_day: int | None = Field(
         None, gt=0, description="Daily request quota; empty means the carrier's default."
@@ -143,6 +151,20 @@ class Adapter(Protocol):
 
     def public_url(self, number: str) -> str:
         """The carrier's public tracking page for ``number``."""
+        ...
+
+
+class SharedPacing(Protocol):
+    """Request slots of one carrier shared by every replica (see the module docstring)."""
+
+    async def take(self, endpoint: str, rate: float, wanted: int) -> int:
+        """Slots for up to ``wanted`` requests to send now, at most ``rate`` a second for all
+        replicas together; waits for a pacing window with room. ``endpoint`` ``""`` is the one
+        the engine paces (its slots are the engine's); another name is a limit of its own.
+
+        Returns how many were granted (at least one); raises :class:`CarrierUnavailable` when
+        none came in time (the other replicas hold the rate).
+        """
         ...
 
 

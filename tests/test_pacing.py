@@ -5,18 +5,28 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from aiohttp import web
 
-from carriers.base import CarrierSettings
+from carriers.aftership import AftershipAdapter
+from carriers.aftership import sandbox as aftership_sandbox
+from carriers.base import CarrierSettings, CarrierUnavailable, Outcome
 from carriers.postnord import sandbox as postnord_sandbox
 from carriers.registry import build_adapters
 from carriers.sandbox_base import CarrierWorld, Kind
 from tests.harness import DHL_KEY, SHOP, start_stack, timeline
 from tracker.config import PollingConfig, WritebackConfig
 from tracker.engine.daemon import Daemon
-from tracker.engine.pacing import next_window, take_slot, take_slots, window_of
+from tracker.engine.pacing import (
+    PostgresPacing,
+    next_window,
+    take_slot,
+    take_slots,
+    window_of,
+)
 from tracker.engine.poller import PollReport, SlowCarriers, poll_due
 from tracker.sandbox.serve import serve
 from tracker.shopify.sync import ensure_shops
@@ -242,3 +252,69 @@ async def test_one_sweep_asks_a_slow_carriers_whole_backlog_at_its_rate(pool, da
         assert len([r for r in stack.dhl.requests if r.numbers]) == 40
     finally:
         await stack.close()
+
+
+# --- an adapter's requests beyond the one the engine paces -----------------------------------
+AFTERSHIP_KEY = "pacing-aftership-key"
+
+
+@pytest.fixture
+async def aftership() -> AsyncIterator[tuple[CarrierWorld, str, aiohttp.ClientSession]]:
+    world = CarrierWorld(rate_limit_per_second=10_000)
+    runner = web.AppRunner(aftership_sandbox.build_app(world, api_key=AFTERSHIP_KEY))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    async with aiohttp.ClientSession() as session:
+        yield world, f"http://{host}:{port}", session
+    await runner.cleanup()
+
+
+def aftership_replica(
+    pool, url: str, session: aiohttp.ClientSession, rate: float, max_wait: float = 60.0
+) -> AftershipAdapter:
+    settings = CarrierSettings(
+        api_key=AFTERSHIP_KEY, base_url=url, requests_per_second=rate, max_attempts=1
+    )
+    adapter = AftershipAdapter(settings, session)
+    adapter.use_shared_pacing(PostgresPacing(pool, "aftership", max_wait=max_wait))
+    return adapter
+
+
+async def test_replicas_registering_aftership_numbers_keep_its_rate_between_them(pool, aftership):
+    """Issue 5, budgets hold across every replica: two daemons' AfterShip adapters register 20
+    new numbers each at once. The engine paces each call's first list request; every create and
+    every second read took a slot of the windows the replicas share, and no window gave more
+    than the rate (before, each process kept 10 creates a second on its own: 20 together)."""
+    world, url, session = aftership
+    numbers = [aftership_sandbox.sample_number(i) for i in range(40)]
+    world.register(timeline(n, [Kind.LABEL, Kind.PICKUP]) for n in numbers)
+    replicas = [aftership_replica(pool, url, session, rate=10.0) for _ in range(2)]
+    answers = await asyncio.gather(replicas[0].track(numbers[:20]), replicas[1].track(numbers[20:]))
+    assert {r.outcome for answer in answers for r in answer.values()} == {Outcome.FOUND}
+    sent = Counter(r.method for r in world.requests)
+    assert sent == {"POST": 40, "GET": 4}  # each replica: read, 20 creates, read again
+    windows = await pool.fetch(
+        "SELECT carrier, window_start, used FROM carrier_windows ORDER BY carrier, window_start"
+    )
+    creates = [r["used"] for r in windows if r["carrier"] == "aftership:create"]
+    assert sum(creates) == 40
+    assert max(creates) <= 10
+    assert len(creates) >= 4
+    second_reads = [r["used"] for r in windows if r["carrier"] == "aftership"]
+    assert sum(second_reads) == 2
+
+
+async def test_an_aftership_create_with_no_shared_slot_in_time_is_not_sent(pool, aftership):
+    """Another replica took the window's only create: the call fails as unavailable (the engine
+    gives its numbers back with backoff) after the wait, and registers nothing."""
+    world, url, session = aftership
+    number = aftership_sandbox.sample_number(0)
+    world.register([timeline(number, [Kind.LABEL])])
+    hourly = 1 / 3600
+    assert await take_slots(pool, "aftership:create", hourly, 1) == 1
+    adapter = aftership_replica(pool, url, session, rate=hourly, max_wait=0.2)
+    with pytest.raises(CarrierUnavailable, match="aftership:create"):
+        await adapter.track([number])
+    assert [r.method for r in world.requests] == ["GET"]

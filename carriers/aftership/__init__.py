@@ -17,7 +17,10 @@ polled for the first time costs one list request more per 50 such numbers.
 
 Every request carries the ``as-api-key`` header and is retried by :func:`request_json`.
 AfterShip limits each endpoint separately (from 2024-07: 6 list and 20 create requests per
-second), so the two endpoints have separate :class:`RateLimiter` s.
+second), so the two endpoints have separate :class:`RateLimiter` s. The engine paces a call's
+first list request for every replica together; in a daemon (:meth:`use_shared_pacing`) the
+creates and the second read take slots of the same shared pacing (the creates under an endpoint
+of their own), so that replicas registering at once keep AfterShip's limits between them too.
 
 Confirmed from AfterShip's public docs (aftership.com/docs/tracking, versions 2024-07..2026-07,
 and the generated tracking SDKs): the base path ``https://api.aftership.com/tracking/2024-10``
@@ -50,20 +53,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 
 from carriers.aftership import parse
-from carriers.base import CarrierAuthError, CarrierSettings, Outcome, TrackResult
+from carriers.base import CarrierAuthError, CarrierSettings, Outcome, SharedPacing, TrackResult
 from carriers.concurrent import gather_all
 from carriers.http import JsonResponse, RateLimiter, request_json
 
 __all__ = ["API_PATH", "DEFAULT_BASE_URL", "TEST_BASE_URL", "AftershipAdapter"]
 
 log = logging.getLogger(__name__)
+
+_Item = TypeVar("_Item")
+_Answer = TypeVar("_Answer")
 
 DEFAULT_BASE_URL = "https://api.aftership.com"
 TEST_BASE_URL = DEFAULT_BASE_URL
@@ -93,8 +99,16 @@ class AftershipAdapter:
         self._session = session
         self._url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/") + API_PATH + "/trackings"
         rate = settings.requests_per_second
-        self._list_limiter = RateLimiter(rate or self.default_requests_per_second)
-        self._create_limiter = RateLimiter(rate or CREATE_REQUESTS_PER_SECOND)
+        self._list_rate = rate or self.default_requests_per_second
+        self._create_rate = rate or CREATE_REQUESTS_PER_SECOND
+        self._list_limiter = RateLimiter(self._list_rate)
+        self._create_limiter = RateLimiter(self._create_rate)
+        self._pacing: SharedPacing | None = None
+
+    def use_shared_pacing(self, pacing: SharedPacing) -> None:
+        """Take a slot of ``pacing`` (shared by every replica) for each create and each second
+        read; the daemon calls this once. Without it only this process's limiters apply."""
+        self._pacing = pacing
 
     async def track(self, numbers: Sequence[str]) -> dict[str, TrackResult]:
         """One result per distinct number: read in batches of 50, registering what is not listed.
@@ -132,7 +146,8 @@ class AftershipAdapter:
         if unlisted:
             log.debug("AfterShip does not list %d numbers; registering them", len(unlisted))
             refused = await self._register_all(unlisted)
-            found |= await self._read_all([q for q in unlisted if q not in refused])
+            registered = [q for q in unlisted if q not in refused]
+            found |= await self._read_all(registered, first=False)
         answers: dict[str, TrackResult] = {}
         for query in queries:
             result = refused.get(query) or found.get(query)
@@ -143,7 +158,9 @@ class AftershipAdapter:
 
     async def _register_all(self, queries: list[str]) -> dict[str, TrackResult]:
         """Register ``queries``; the result of those AfterShip refused (the rest are registered)."""
-        outcomes = await gather_all(self._register_one(q) for q in queries)
+        outcomes = await self._shared_turns(
+            "create", self._create_rate, queries, self._register_one
+        )
         return {q: r for q, r in zip(queries, outcomes, strict=True) if r is not None}
 
     async def _register_one(self, query: str) -> TrackResult | None:
@@ -162,13 +179,39 @@ class AftershipAdapter:
             )  # fmt: skip
         return result
 
-    async def _read_all(self, queries: list[str]) -> dict[str, TrackResult | None]:
+    async def _read_all(
+        self, queries: list[str], *, first: bool = True
+    ) -> dict[str, TrackResult | None]:
+        """Read ``queries``, 50 a request. The engine paced the ``first`` read of a call (one
+        request: it hands over at most ``max_batch`` numbers); a later one takes shared slots."""
         size = self.max_batch
         chunks = [queries[i : i + size] for i in range(0, len(queries), size)]
+        if first:
+            parts = await gather_all(self._read_chunk(chunk) for chunk in chunks)
+        else:
+            parts = await self._shared_turns("", self._list_rate, chunks, self._read_chunk)
         found: dict[str, TrackResult | None] = {}
-        for part in await gather_all(self._read_chunk(chunk) for chunk in chunks):
+        for part in parts:
             found |= part
         return found
+
+    async def _shared_turns(
+        self,
+        endpoint: str,
+        rate: float,
+        items: Sequence[_Item],
+        send: Callable[[_Item], Coroutine[Any, Any, _Answer]],
+    ) -> list[_Answer]:
+        """``send`` each item, concurrently as far as the shared pacing grants slots (all at
+        once without it); the answers in the items' order."""
+        answers: list[_Answer] = []
+        while len(answers) < len(items):
+            rest = items[len(answers) :]
+            granted = len(rest)
+            if self._pacing is not None:
+                granted = await self._pacing.take(endpoint, rate, len(rest))
+            answers += await gather_all(send(item) for item in rest[:granted])
+        return answers
 
     async def _read_chunk(self, chunk: list[str]) -> dict[str, TrackResult | None]:
         """One list request; an answer that cannot be read is asked again in halves."""

@@ -31,7 +31,7 @@ from tracker.config import Config
 from tracker.engine.attention import refresh_attention
 from tracker.engine.circuit import forget_refusals
 from tracker.engine.outage import DATABASE_DOWN, DatabaseWatch
-from tracker.engine.pacing import forget_old_windows
+from tracker.engine.pacing import PostgresPacing, forget_old_windows
 from tracker.engine.poller import SlowCarriers, poll_due
 from tracker.engine.recorder import Recorder
 from tracker.logs import log_context
@@ -91,6 +91,10 @@ class Daemon:
             )
         )
         self._adapters = build_adapters(self.config.carriers, self._session)
+        for code, adapter in self._adapters.items():
+            use_shared_pacing = getattr(adapter, "use_shared_pacing", None)
+            if callable(use_shared_pacing):  # see carriers.base: extra requests per call
+                use_shared_pacing(PostgresPacing(self.pool, code))
         await forget_refusals(self.pool, self._adapters)
         rows = await ensure_shops(self.pool, self.config.shops)
         for shop in self.config.shops:

@@ -15,6 +15,8 @@ import time
 
 import asyncpg
 
+from carriers.base import CarrierUnavailable
+
 # One statement: the upsert creates or locks the window's row, works the grant out from the row
 # as it was (a concurrent worker waits for the row and sees what this one took) and keeps it in
 # ``granted`` to return it. $3: slots wanted, $4: slots a window allows.
@@ -28,6 +30,9 @@ RETURNING granted
 """
 
 MAX_WAIT_SECONDS = 120.0
+ADAPTER_WAIT_SECONDS = 60.0
+"""Longest an adapter's extra request waits for a shared slot (:class:`PostgresPacing`) before
+its call fails as unavailable; well inside a claim's lease."""
 
 
 def window_of(rate: float) -> tuple[int, int]:
@@ -76,3 +81,28 @@ async def forget_old_windows(pool: asyncpg.Pool) -> None:
     await pool.execute(
         "DELETE FROM carrier_windows WHERE window_start < extract(epoch FROM now()) - 86400"
     )
+
+
+class PostgresPacing:
+    """:class:`carriers.base.SharedPacing` for one carrier, in the windows of :func:`take_slots`.
+
+    The endpoint ``""`` shares the windows the engine takes for the carrier's calls; another
+    endpoint has windows of its own (``aftership:create``).
+    """
+
+    def __init__(
+        self, pool: asyncpg.Pool, carrier: str, max_wait: float = ADAPTER_WAIT_SECONDS
+    ) -> None:
+        self._pool = pool
+        self._carrier = carrier
+        self._max_wait = max_wait
+
+    async def take(self, endpoint: str, rate: float, wanted: int) -> int:
+        key = f"{self._carrier}:{endpoint}" if endpoint else self._carrier
+        granted = await take_slots(self._pool, key, rate, wanted, max_wait=self._max_wait)
+        if not granted:
+            raise CarrierUnavailable(
+                f"no {key} request slot within {self._max_wait:g} s: "
+                "other replicas are using the carrier's rate"
+            )
+        return granted
