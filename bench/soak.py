@@ -5,8 +5,10 @@
 Runs ``tracker demo`` (real processes: the daemon and status table, the Shopify and carrier
 sandboxes in a child process, embedded PostgreSQL) with the sandbox clocks at ``--speed``
 parcel hours per second; the demo's configuration shortens the polling intervals by the same
-factor, and the store keeps selling, so the daemon syncs, polls, writes back and serves as it
-would for ``minutes x speed / 24`` days. Every ``--every`` seconds it reads the memory (PSS,
+factor (down to a poll every 3 s), and the end of polling too (the confirming poll a day after
+delivery, expiry after 30 days without a scan), and the store keeps selling, so the daemon
+syncs, polls, stops polling, writes back and serves as it would for ``minutes x speed / 24``
+days. Every ``--every`` seconds it reads the memory (PSS,
 ``/proc/<pid>/smaps_rollup``) of the daemon, the sandbox process and PostgreSQL, the data
 directory's size, ``/api/counts`` and ``/metrics``. At the end it stops the demo with SIGINT,
 as Ctrl-C would, and times the shutdown.

@@ -150,6 +150,11 @@ async def test_daemon_against_a_separate_sandbox_survives_a_kill(tmp_path):
         sandbox.wait_for_line("Config written: ")
         base = shopify_line.split()[2].split("/admin/")[0]
         data = yaml.safe_load(config.read_text())
+        # Parcels live 20 hours a second; so does polling, down to a poll every 3 s: a
+        # delivered parcel's confirming poll comes then too, and 30 days without a scan are 36 s.
+        assert data["polling"]["in_transit_every"] == "3.0s"
+        assert data["polling"]["final_confirm_after"] == "3.0s"
+        assert data["polling"]["expire_after"] == "36.0s"
         data["web"] = {"port": 0}
         data["writeback"]["lease"] = "3s"  # a killed writer's unconfirmed write is checked soon
         config.write_text(yaml.safe_dump(data))

@@ -143,6 +143,11 @@ def daemon_config(sandboxes: Sandboxes, *, speed: float) -> dict[str, object]:
             "out_for_delivery_every": every(1),
             "not_found_every": every(6),
             "error_backoff_max": every(12),
+            # A parcel's life ends on the same clock: the confirming poll a day after delivery,
+            # and the stop after 30 days without a scan (flagged expired). Not-found numbers
+            # keep the real 3 days: their flag (attention.not_found_days) counts whole days.
+            "final_confirm_after": every(24),
+            "expire_after": every(30 * 24),
         },
         "writeback": {"drain_interval": "1s"},
         "attention": {"interval": "5s"},
