@@ -88,6 +88,12 @@ class CarrierUnavailable(CarrierError):
         self.retry_after = retry_after
 
 
+class SharedRateSpent(CarrierUnavailable):
+    """No :class:`SharedPacing` slot came in time: the other replicas are using the carrier's
+    rate. Nothing is wrong with the carrier: the engine asks again a little later, counting no
+    failure against the shipments or the carrier's circuit."""
+
+
 class CarrierAuthError(CarrierError):
     """The carrier rejected our credentials; polling it again will not help until they change."""
 
@@ -162,8 +168,8 @@ class SharedPacing(Protocol):
         replicas together; waits for a pacing window with room. ``endpoint`` ``""`` is the one
         the engine paces (its slots are the engine's); another name is a limit of its own.
 
-        Returns how many were granted (at least one); raises :class:`CarrierUnavailable` when
-        none came in time (the other replicas hold the rate).
+        Returns how many were granted (at least one); raises :class:`SharedRateSpent` when none
+        came in time (the other replicas hold the rate).
         """
         ...
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import aiohttp
 import pytest
@@ -271,13 +272,16 @@ async def aftership() -> AsyncIterator[tuple[CarrierWorld, str, aiohttp.ClientSe
     await runner.cleanup()
 
 
+def aftership_settings(url: str, rate: float) -> CarrierSettings:
+    return CarrierSettings(
+        api_key=AFTERSHIP_KEY, base_url=url, requests_per_second=rate, max_attempts=1
+    )
+
+
 def aftership_replica(
     pool, url: str, session: aiohttp.ClientSession, rate: float, max_wait: float = 60.0
 ) -> AftershipAdapter:
-    settings = CarrierSettings(
-        api_key=AFTERSHIP_KEY, base_url=url, requests_per_second=rate, max_attempts=1
-    )
-    adapter = AftershipAdapter(settings, session)
+    adapter = AftershipAdapter(aftership_settings(url, rate), session)
     adapter.use_shared_pacing(PostgresPacing(pool, "aftership", max_wait=max_wait))
     return adapter
 
@@ -318,3 +322,53 @@ async def test_an_aftership_create_with_no_shared_slot_in_time_is_not_sent(pool,
     with pytest.raises(CarrierUnavailable, match="aftership:create"):
         await adapter.track([number])
     assert [r.method for r in world.requests] == ["GET"]
+
+
+async def test_a_poll_whose_extra_requests_find_no_shared_slot_is_postponed_not_failed(
+    pool, aftership
+):
+    """The engine polls an AfterShip number that needs registering while the other replicas
+    hold the create rate: its shipment is given back due again shortly, with no failure
+    counted against it or AfterShip's circuit (the carrier is fine), and nothing registered."""
+    world, url, session = aftership
+    stack = await start_stack()
+    try:
+        shop = (await ensure_shops(pool, stack.config("postgresql://unused").shops))[SHOP]
+        number = aftership_sandbox.sample_number(3)
+        world.register([timeline(number, [Kind.LABEL])])
+        await pool.execute(
+            """
+            INSERT INTO shipments (shop_id, order_id, order_name, fulfillment_id,
+                                   tracking_number, carrier, next_poll_at)
+            VALUES ($1, 'gid://shopify/Order/1', '#1', 'gid://shopify/Fulfillment/1', $2,
+                    'aftership', now() - interval '1 hour')
+            """,
+            shop.id,
+            number,
+        )
+        hourly = 1 / 3600
+        assert await take_slots(pool, "aftership:create", hourly, 1) == 1  # another replica's
+        adapter = aftership_replica(pool, url, session, rate=hourly, max_wait=0.2)
+        settings = {"aftership": aftership_settings(url, hourly)}
+        report = await poll_due(
+            pool, {"aftership": adapter}, PollingConfig(), WritebackConfig(), "w", settings
+        )
+        assert (report.claimed, report.polled, report.failed_batches) == (1, 0, 0)
+        row = await pool.fetchrow(
+            "SELECT lease_owner, poll_failures, carrier_state, last_polled_at,"
+            " next_poll_at - now() AS wait FROM shipments"
+        )
+        assert row["lease_owner"] is None
+        assert (row["poll_failures"], row["carrier_state"], row["last_polled_at"]) == (
+            0,
+            "pending",
+            None,
+        )
+        assert timedelta(seconds=20) < row["wait"] <= timedelta(seconds=30)
+        failures = await pool.fetchval(
+            "SELECT coalesce(sum(failures), 0) FROM carrier_circuits WHERE carrier = 'aftership'"
+        )
+        assert failures == 0
+        assert [r.method for r in world.requests] == ["GET"]
+    finally:
+        await stack.close()

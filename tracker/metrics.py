@@ -23,7 +23,7 @@ from typing import ClassVar
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from carriers.base import Adapter, CarrierUnavailable, TrackResult
+from carriers.base import Adapter, CarrierUnavailable, SharedRateSpent, TrackResult
 from tracker.engine.circuit import REASONS, paused_carriers
 from tracker.engine.poller import PollReport
 from tracker.logs import log_context
@@ -289,6 +289,9 @@ def timed(adapter: Adapter, metrics: Metrics) -> Adapter:
                 started = time.perf_counter()
                 try:
                     results = await adapter.track(numbers)
+                except SharedRateSpent:  # the replicas' shared rate: postponed, not failed
+                    self._failed("over_budget", started, numbers)
+                    raise
                 except CarrierUnavailable:
                     self._failed("unavailable", started, numbers)
                     raise

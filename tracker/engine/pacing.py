@@ -15,7 +15,7 @@ import time
 
 import asyncpg
 
-from carriers.base import CarrierUnavailable
+from carriers.base import SharedRateSpent
 
 # One statement: the upsert creates or locks the window's row, works the grant out from the row
 # as it was (a concurrent worker waits for the row and sees what this one took) and keeps it in
@@ -101,7 +101,7 @@ class PostgresPacing:
         key = f"{self._carrier}:{endpoint}" if endpoint else self._carrier
         granted = await take_slots(self._pool, key, rate, wanted, max_wait=self._max_wait)
         if not granted:
-            raise CarrierUnavailable(
+            raise SharedRateSpent(
                 f"no {key} request slot within {self._max_wait:g} s: "
                 "other replicas are using the carrier's rate"
             )

@@ -26,6 +26,7 @@ from carriers.base import (
     CarrierSettings,
     CarrierUnavailable,
     Outcome,
+    SharedRateSpent,
     TrackResult,
 )
 from carriers.http import MAX_RETRY_WAIT
@@ -356,6 +357,12 @@ async def _release(
 ) -> None:
     """Give back the shipments of a request the carrier did not answer, and say why."""
     context = {"carrier": adapter.code, "shipments": len(batch)}
+    if isinstance(exc, SharedRateSpent):
+        # Other replicas hold the carrier's rate (an adapter's extra requests found no shared
+        # slot): as when the engine finds none, asked again shortly, no failure counted.
+        log.info("%s: %s; asking again in %s", adapter.code, exc, RATE_RETRY, extra=context)
+        await postpone(pool, worker, batch, datetime.now(UTC) + RATE_RETRY)
+        return
     report.failed_batches += 1
     reason: Reason
     if isinstance(exc, CarrierAuthError):
