@@ -32,7 +32,7 @@ RETURNING granted
 MAX_WAIT_SECONDS = 120.0
 ADAPTER_WAIT_SECONDS = 60.0
 """Longest an adapter's extra request waits for a shared slot (:class:`PostgresPacing`) before
-its call fails as unavailable; well inside a claim's lease."""
+its call gives up (the engine postpones its shipments); well inside a claim's lease."""
 
 
 def window_of(rate: float) -> tuple[int, int]:
