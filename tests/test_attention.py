@@ -148,6 +148,18 @@ async def test_thresholds_are_configurable(conn, pool):
     assert await refresh_attention(pool, AttentionConfig()) == 1
 
 
+async def test_not_found_threshold_may_be_a_fraction_of_a_day(conn, pool):
+    # The demo runs parcels on a fast clock: its "3 days not found" are seconds.
+    now = datetime.now(UTC)
+    for name, hours in (("long", 13), ("short", 11)):
+        await add(
+            conn, name, carrier_state="not_found", not_found_since=now - timedelta(hours=hours)
+        )
+    assert await refresh_attention(pool, AttentionConfig(not_found_days=0.5)) == 1
+    flags = dict(await conn.fetch("SELECT order_name, attention FROM shipments"))
+    assert flags == {"long": "not_found", "short": None}
+
+
 async def test_a_failing_carrier_opens_its_circuit_and_a_success_closes_it(pool):
     for _ in range(4):
         assert not await record_failure(

@@ -151,10 +151,13 @@ async def test_daemon_against_a_separate_sandbox_survives_a_kill(tmp_path):
         base = shopify_line.split()[2].split("/admin/")[0]
         data = yaml.safe_load(config.read_text())
         # Parcels live 20 hours a second; so does polling, down to a poll every 3 s: a
-        # delivered parcel's confirming poll comes then too, and 30 days without a scan are 36 s.
+        # delivered parcel's confirming poll comes then too, 30 days without a scan are 36 s,
+        # and a number not found for 3 days (3.6 s) is given up and flagged.
         assert data["polling"]["in_transit_every"] == "3.0s"
         assert data["polling"]["final_confirm_after"] == "3.0s"
         assert data["polling"]["expire_after"] == "36.0s"
+        assert data["polling"]["not_found_give_up_after"] == "3.6s"
+        assert data["attention"]["not_found_days"] * 86_400 == pytest.approx(3.6)
         data["web"] = {"port": 0}
         data["writeback"]["lease"] = "3s"  # a killed writer's unconfirmed write is checked soon
         config.write_text(yaml.safe_dump(data))

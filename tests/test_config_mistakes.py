@@ -44,6 +44,12 @@ MISTAKES: dict[str, tuple[str, str, str]] = {
     "unknown section": ("pollling:\n  batch_size: 5\n", "pollling", "unknown key"),
     "missing required": ("shops:\n  - access_token: shpat_x\n", "shops.0.domain", "missing"),
     "out of range": ("web:\n  port: 99999\n", "web.port", "less than or equal to 65535"),
+    "no days": ("attention:\n  not_found_days: 0\n", "attention.not_found_days", "greater than 0"),
+    "not-a-number days": (
+        "attention:\n  not_found_days: .nan\n",
+        "attention.not_found_days",
+        "finite number",
+    ),
     "bad database URL": (
         "database:\n  url: mysql://root:hunter2@db/tracker\n",
         "database.url",

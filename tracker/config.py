@@ -286,7 +286,13 @@ class AttentionConfig(_Section):
     pickup_waiting_days: int = Field(
         5, ge=1, le=60, description="Waiting at a pickup point longer than this: flagged."
     )
-    not_found_days: int = Field(3, ge=1, le=60, description="Not found this long: flagged.")
+    not_found_days: float = Field(
+        3,
+        gt=0,
+        le=60,
+        allow_inf_nan=False,
+        description="Not found this long (days; fractions allowed, as 0.5): flagged.",
+    )
     late_days: int = Field(2, ge=0, le=60, description="This long past the first ETA: late.")
 
 

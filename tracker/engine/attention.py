@@ -37,7 +37,7 @@ WITH computed AS (
             WHEN s.status = 'failure' THEN 'returned_or_failed'
             WHEN s.status = 'attempted_delivery' THEN 'delivery_attempt_failed'
             WHEN s.carrier_state IN ('not_found', 'invalid_number')
-                 AND s.not_found_since <= now() - make_interval(days => $1::int) THEN 'not_found'
+                 AND s.not_found_since <= now() - $1::float8 * interval '1 day' THEN 'not_found'
             WHEN s.stopped_reason = 'expired' THEN 'expired'
             WHEN s.carrier_state = 'found'
                  AND (COALESCE(s.last_scan_at, s.fulfilled_at, s.created_at)

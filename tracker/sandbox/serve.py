@@ -109,8 +109,11 @@ async def start_sandboxes(
 def daemon_config(sandboxes: Sandboxes, *, speed: float) -> dict[str, object]:
     """A ``tracker run`` configuration pointing at the sandboxes, on their compressed clock."""
 
+    def seconds(hours: float) -> float:
+        return max(3.0, round(hours / speed, 1))
+
     def every(hours: float) -> str:
-        return f"{max(3.0, hours / speed):.1f}s"
+        return f"{seconds(hours):.1f}s"
 
     return {
         "shops": [
@@ -144,13 +147,14 @@ def daemon_config(sandboxes: Sandboxes, *, speed: float) -> dict[str, object]:
             "not_found_every": every(6),
             "error_backoff_max": every(12),
             # A parcel's life ends on the same clock: the confirming poll a day after delivery,
-            # and the stop after 30 days without a scan (flagged expired). Not-found numbers
-            # keep the real 3 days: their flag (attention.not_found_days) counts whole days.
+            # the stop after 30 days without a scan (flagged expired), and after 3 days of
+            # "not found" (flagged not found, below).
             "final_confirm_after": every(24),
             "expire_after": every(30 * 24),
+            "not_found_give_up_after": every(3 * 24),
         },
         "writeback": {"drain_interval": "1s"},
-        "attention": {"interval": "5s"},
+        "attention": {"interval": "5s", "not_found_days": seconds(3 * 24) / 86_400},
     }
 
 
