@@ -310,6 +310,25 @@ async def test_replicas_registering_aftership_numbers_keep_its_rate_between_them
     assert sum(second_reads) == 2
 
 
+async def test_an_aftership_list_asked_again_in_halves_takes_shared_slots(pool, aftership):
+    """An unreadable list answer is asked again in halves: two more list requests, each a slot
+    of the list windows every replica shares (the first read is the engine's)."""
+    world, url, session = aftership
+    good = aftership_sandbox.sample_number(7)
+    world.register([timeline(good, [Kind.LABEL, Kind.PICKUP])])
+    adapter = aftership_replica(pool, url, session, rate=10.0)
+    await adapter.track([good])  # registered: its next reads need no create
+    world.requests.clear()
+    await pool.execute("DELETE FROM carrier_windows")
+    results = await adapter.track(["SBBADJSON1", good])
+    assert (results["SBBADJSON1"].outcome, results[good].outcome) == (Outcome.ERROR, Outcome.FOUND)
+    assert [r.method for r in world.requests] == ["GET", "GET", "GET"]
+    used = await pool.fetchval(
+        "SELECT coalesce(sum(used), 0) FROM carrier_windows WHERE carrier = 'aftership'"
+    )
+    assert used == 2
+
+
 async def test_an_aftership_create_with_no_shared_slot_in_time_is_not_sent(pool, aftership):
     """Another replica took the window's only create: the call fails as unavailable (the engine
     gives its numbers back with backoff) after the wait, and registers nothing."""

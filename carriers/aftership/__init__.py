@@ -19,8 +19,9 @@ Every request carries the ``as-api-key`` header and is retried by :func:`request
 AfterShip limits each endpoint separately (from 2024-07: 6 list and 20 create requests per
 second), so the two endpoints have separate :class:`RateLimiter` s. The engine paces a call's
 first list request for every replica together; in a daemon (:meth:`use_shared_pacing`) the
-creates and the second read take slots of the same shared pacing (the creates under an endpoint
-of their own), so that replicas registering at once keep AfterShip's limits between them too.
+creates, the second read and the halves of an unusable list answer take slots of the same
+shared pacing (the creates under an endpoint of their own), so that replicas registering at once
+keep AfterShip's limits between them too. Retries of a request are paced by this process alone.
 
 Confirmed from AfterShip's public docs (aftership.com/docs/tracking, versions 2024-07..2026-07,
 and the generated tracking SDKs): the base path ``https://api.aftership.com/tracking/2024-10``
@@ -106,8 +107,9 @@ class AftershipAdapter:
         self._pacing: SharedPacing | None = None
 
     def use_shared_pacing(self, pacing: SharedPacing) -> None:
-        """Take a slot of ``pacing`` (shared by every replica) for each create and each second
-        read; the daemon calls this once. Without it only this process's limiters apply."""
+        """Take a slot of ``pacing`` (shared by every replica) for each create, each second read
+        and each half of a list asked again; the daemon calls this once. Without it only this
+        process's limiters apply."""
         self._pacing = pacing
 
     async def track(self, numbers: Sequence[str]) -> dict[str, TrackResult]:
@@ -232,7 +234,12 @@ class AftershipAdapter:
         if len(chunk) > 1:
             half = len(chunk) // 2
             log.info("AfterShip list answer unusable (%s); asking again in halves", problem)
-            return await self._read_chunk(chunk[:half]) | await self._read_chunk(chunk[half:])
+            found: dict[str, TrackResult | None] = {}
+            for part in (chunk[:half], chunk[half:]):  # one after the other, each a shared slot
+                found |= (await self._shared_turns("", self._list_rate, [part], self._read_chunk))[
+                    0
+                ]
+            return found
         single = parse.error_result(chunk[0], response.status, response.body)
         return {chunk[0]: single or TrackResult.error(chunk[0], problem)}
 
