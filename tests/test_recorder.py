@@ -204,3 +204,42 @@ async def test_times_and_text_are_stored_exactly(pool):
     polling = PollingConfig()
     assert polling.in_transit_every / 2 < ship["wait"] < polling.in_transit_every * 2
     assert ship["lease_owner"] is None
+
+
+async def test_a_carrier_error_between_two_not_found_answers_keeps_the_run_of_not_found(pool):
+    """Issue 5: a number not found for 3 days is given up and flagged. A timeout in between says
+    nothing of the number: the run goes on from its first day, and only an answer that finds
+    the parcel ends it."""
+    await seed(pool, [("dhl", "NEVER0001")])
+    began = datetime.now(UTC) - timedelta(days=2, hours=20)
+    await pool.execute("UPDATE shipments SET not_found_since = $1", began)
+    answers = [
+        TrackResult.error("NEVER0001", "timed out"),
+        TrackResult.not_found("NEVER0001"),
+        found("NEVER0001", Status.IN_TRANSIT),
+    ]
+    seen = []
+    for answer in answers:
+        # Claimed again whether due or not (the next poll may be hours away), as it now stands.
+        await pool.execute("UPDATE shipments SET next_poll_at = now(), lease_until = NULL")
+        (shipment,) = await claim_due(pool, WORKER, timedelta(minutes=5), 1, ["dhl"])
+        await recorder_for(pool).record(WORKER, [shipment], {"NEVER0001": answer})
+        seen.append(await pool.fetchval("SELECT not_found_since FROM shipments"))
+    assert seen == [began, began, None]
+
+
+async def test_a_parcel_found_with_no_scan_long_after_fulfilment_stops_as_expired(pool):
+    """Issue 5: no new scan for 30 days stops polling. A parcel the carrier lists with no scan
+    at all (AfterShip does, for a label it was never told about) counts from its fulfilment."""
+    old, young = await seed(pool, [("aftership", "QUIET0001"), ("aftership", "QUIET0002")])
+    await pool.execute(
+        "UPDATE shipments SET lease_owner = NULL, lease_until = NULL, fulfilled_at = now()"
+        " - CASE WHEN id = $1 THEN interval '45 days' ELSE interval '2 days' END",
+        old.id,
+    )
+    claimed = await claim_due(pool, WORKER, timedelta(minutes=5), 2, ["aftership"])
+    old, young = sorted(claimed, key=lambda s: s.id)
+    empty = {n: TrackResult(n, Outcome.FOUND) for n in ("QUIET0001", "QUIET0002")}
+    await recorder_for(pool).record(WORKER, [old, young], empty)
+    rows = await pool.fetch("SELECT active, stopped_reason FROM shipments ORDER BY id")
+    assert [tuple(r) for r in rows] == [(False, "expired"), (True, None)]

@@ -47,7 +47,7 @@ WHERE id = ANY(ARRAY(
     ) AS c
 ))
 RETURNING id, carrier, tracking_number, poll_failures, status, not_found_since,
-          estimated_delivery_at, poll_priority, next_poll_at
+          estimated_delivery_at, poll_priority, next_poll_at, fulfilled_at
 """
 
 
@@ -60,6 +60,7 @@ class ClaimedShipment:
     status: Status | None = None
     not_found_since: datetime | None = None
     estimated_delivery_at: datetime | None = None
+    fulfilled_at: datetime | None = None
 
 
 async def claim_due(
@@ -93,6 +94,7 @@ async def claim_due(
             Status(r["status"]) if r["status"] else None,
             r["not_found_since"],
             r["estimated_delivery_at"],
+            r["fulfilled_at"],
         )
         for r in rows
     ]

@@ -308,8 +308,11 @@ async def record_results(
             status = Status(newest["status"]) if newest else None
             state = result.outcome.value
             failures = shipment.poll_failures + 1 if result.outcome is Outcome.ERROR else 0
-            missing = result.outcome in (Outcome.NOT_FOUND, Outcome.INVALID)
-            not_found_since = (shipment.not_found_since or now) if missing else None
+            not_found_since = None  # found: a run of "not found" ends
+            if result.outcome in (Outcome.NOT_FOUND, Outcome.INVALID):
+                not_found_since = shipment.not_found_since or now
+            elif result.outcome is Outcome.ERROR:  # says nothing of the number: the run goes on
+                not_found_since = shipment.not_found_since
             decision = decide(
                 PollFacts(
                     status=status,
@@ -320,6 +323,7 @@ async def record_results(
                     not_found_since=not_found_since,
                     last_scan_at=latest["last_happened_at"] if latest else None,
                     was_final=shipment.status is not None and shipment.status.is_final,
+                    fulfilled_at=shipment.fulfilled_at,
                 ),
                 polling,
             )
