@@ -85,17 +85,27 @@ async def test_shipments_over_the_budget_wait_for_the_next_day(pool):
                 }
             )
         }
+        due_before = await pool.fetchval("SELECT max(next_poll_at) FROM shipments")
         async with aiohttp.ClientSession() as http:
             adapters = build_adapters(settings, http)
             report = await poll_due(
                 pool, adapters, PollingConfig(), WritebackConfig(), "w", settings
             )
-        assert (report.polled, report.over_budget) == (2, 1)
+            assert (report.polled, report.over_budget) == (2, 1)
+            assert len([r for r in stack.dhl.requests if r.numbers]) == 2
+            # The third stays due as it was, in its place in the order, held from every
+            # replica's claims until the budget renews.
+            waiting = await pool.fetchrow(
+                "SELECT next_poll_at, lease_owner, lease_until FROM shipments"
+                " WHERE carrier_state = 'pending'"
+            )
+            assert waiting["next_poll_at"] <= due_before
+            assert (waiting["lease_owner"], waiting["lease_until"]) == (None, next_budget_day())
+            again = await poll_due(
+                pool, adapters, PollingConfig(), WritebackConfig(), "other", settings
+            )
+            assert (again.claimed, again.over_budget) == (0, 0)
         assert len([r for r in stack.dhl.requests if r.numbers]) == 2
-        waiting = await pool.fetchval(
-            "SELECT next_poll_at FROM shipments WHERE carrier_state = 'pending'"
-        )
-        assert waiting == next_budget_day()
     finally:
         await stack.close()
 
@@ -177,8 +187,74 @@ async def test_over_budget_the_urgent_go_first_then_the_longest_since_their_last
             )
         assert (report.polled, report.over_budget) == (3, 1)
         waiting = await pool.fetchval(
-            "SELECT id FROM shipments WHERE next_poll_at = $1", next_budget_day()
+            "SELECT id FROM shipments WHERE last_polled_at < now() - interval '1 hour'"
         )
         assert waiting == ids["moving"]  # polled 5 h ago: the others waited longer or are urgent
+    finally:
+        await stack.close()
+
+
+async def test_shipments_put_off_for_the_budget_keep_their_order_into_the_next_day(pool):
+    """Issue 5: under a budget that cannot cover what is due, the longest overdue goes first,
+    day after day. Shipments the budget could not cover are given back as they were: when it
+    renews, the one that has waited three days is asked before the one due for an hour (they
+    were all put off to the same moment before, and the order between them was lost)."""
+    stack = await start_stack()
+    try:
+        shop = (await ensure_shops(pool, stack.config("postgresql://unused").shops))[SHOP]
+        overdue = {"starved": 72, "recent": 1}  # hours
+        for n, (name, hours) in enumerate(overdue.items()):
+            number = f"JJD00000000000000050{n}"
+            stack.dhl.register([timeline(number, [Kind.LABEL])])
+            await pool.execute(
+                """
+                INSERT INTO shipments (shop_id, order_id, order_name, fulfillment_id,
+                                       tracking_number, carrier, next_poll_at)
+                VALUES ($1, $2, $3, $4, $5, 'dhl', now() - make_interval(hours => $6))
+                """,
+                shop.id,
+                f"gid://shopify/Order/5{n}",
+                name,
+                f"gid://shopify/Fulfillment/5{n}",
+                number,
+                hours,
+            )
+
+        def settings(per_day: int) -> dict[str, CarrierSettings]:
+            return {
+                "dhl": CarrierSettings.model_validate(
+                    {
+                        "api_key": DHL_KEY,
+                        "base_url": stack.dhl_url,
+                        "requests_per_day": per_day,
+                        "requests_per_second": 100,
+                    }
+                )
+            }
+
+        async def poll(per_day: int) -> None:
+            async with aiohttp.ClientSession() as http:
+                chosen = settings(per_day)
+                adapters = build_adapters(chosen, http)
+                await poll_due(pool, adapters, PollingConfig(), WritebackConfig(), "w", chosen)
+
+        await reserve_up_to(pool, "dhl", 5, 5)
+        await poll(5)  # today's budget is spent: both are put off
+        assert [r for r in stack.dhl.requests if r.numbers] == []
+        # The next day: the day's budget is new, the holds have run out.
+        await pool.execute("DELETE FROM carrier_budgets")
+        await pool.execute(
+            "UPDATE shipments SET lease_until = now() - interval '1 second'"
+            " WHERE lease_until > now()"
+        )
+        await poll(1)
+        asked = [r.numbers for r in stack.dhl.requests if r.numbers]
+        polled = await pool.fetch(
+            "SELECT order_name FROM shipments WHERE last_polled_at IS NOT NULL"
+        )
+        assert (asked, [r["order_name"] for r in polled]) == (
+            [("JJD000000000000000500",)],
+            ["starved"],
+        )
     finally:
         await stack.close()

@@ -457,6 +457,18 @@ async def test_an_overdue_backlog_is_reported_with_its_age(
     ) in database
     assert failed(checks) == []
 
+    # Held until tomorrow for its carrier's spent daily budget: still due, but no sign that the
+    # daemon is down.
+    await pool.execute(
+        "UPDATE shipments SET lease_until = now() + interval '5 hours'"
+        " WHERE next_poll_at < now() - interval '2 hours'"
+    )
+    database = lines_about(await checks_of(sandboxes.config(database_url)), "database")
+    backlog = [line for line in database if "backlog" in line]
+    assert len(backlog) == 1, database
+    assert backlog[0].startswith("ok    database: backlog: 1 shipments due, the oldest for ")
+    assert backlog[0].endswith("; 1 more wait for their carrier's daily budget")
+
 
 async def test_paused_carriers_are_warnings_saying_why_and_what_to_do(
     sandboxes: Sandboxes, database_url: str, pool: asyncpg.Pool

@@ -174,16 +174,22 @@ async def _contents(conn: asyncpg.Connection, report: DatabaseReport) -> None:
             f"size {_size(int(size))}: {counts['total']} shipments, {counts['active']} active",
         )
     )
+    # Held: due, but its carrier's daily budget is spent (tracker.engine.release.hold_until).
     due = await conn.fetchrow(
-        "SELECT count(*) AS due, min(next_poll_at) AS oldest, now() AS now FROM shipments "
-        "WHERE active AND next_poll_at <= now()"
+        "SELECT count(*) FILTER (WHERE NOT held) AS due,"
+        " min(next_poll_at) FILTER (WHERE NOT held) AS oldest,"
+        " count(*) FILTER (WHERE held) AS held, now() AS now"
+        " FROM (SELECT next_poll_at,"
+        "       lease_owner IS NULL AND COALESCE(lease_until > now(), false) AS held"
+        "       FROM shipments WHERE active AND next_poll_at <= now()) AS d"
     )
     assert due is not None
+    waiting = f"; {due['held']} more wait for their carrier's daily budget" if due["held"] else ""
     if not due["due"]:
-        report.checks.append(ok(SUBJECT, "backlog: no shipment is due"))
+        report.checks.append(ok(SUBJECT, f"backlog: no shipment is due{waiting}"))
     else:
         late = due["now"] - due["oldest"]
-        text = f"backlog: {due['due']} shipments due, the oldest for {_age(late)}"
+        text = f"backlog: {due['due']} shipments due, the oldest for {_age(late)}{waiting}"
         if late > OVERDUE_WARNING:
             report.checks.append(
                 warn(

@@ -25,7 +25,8 @@ from tracker.domain import Status
 # other carriers before finding this one's (0.9 s at 1,000,000 due); ``= ANY(ARRAY[...])`` and
 # the carrier as the first sort key leave that index no way to give the order. The rows come
 # back in no particular order: the caller sorts them the claim's way, as the most valuable go
-# first when a budget covers only some.
+# first when a budget covers only some. A lease_until with no lease_owner holds a shipment its
+# carrier's spent daily budget cannot cover (tracker.engine.release.hold_until).
 CLAIM_DUE = """
 UPDATE shipments SET lease_owner = $1, lease_until = now() + $2::interval
 WHERE id = ANY(ARRAY(

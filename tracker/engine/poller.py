@@ -36,7 +36,7 @@ from tracker.engine.circuit import Reason, circuit_states, record_failure, recor
 from tracker.engine.claims import ClaimedShipment, claim_due
 from tracker.engine.pacing import next_window, take_slots, window_of
 from tracker.engine.recorder import Recorder
-from tracker.engine.release import daily_quota, give_back, postpone, release_failed
+from tracker.engine.release import daily_quota, give_back, hold_until, postpone, release_failed
 
 log = logging.getLogger(__name__)
 
@@ -243,8 +243,11 @@ async def _poll_carrier(
     async def one_group(group: list[list[ClaimedShipment]]) -> None:
         granted = await reserve_up_to(pool, adapter.code, len(group), per_day)
         if granted < len(group):
+            # The day's budget is spent: the rest stay due, in their place in the order (the
+            # urgent, then the longest overdue, go first when it renews), held from every
+            # replica's claims until then.
             over = [s for batch in group[granted:] for s in batch]
-            await postpone(pool, worker, over, next_budget_day())
+            await hold_until(pool, worker, over, next_budget_day())
             report.over_budget += len(over)
             report.over_budget_by_carrier[adapter.code] += len(over)
             group = group[:granted]

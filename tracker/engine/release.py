@@ -1,4 +1,4 @@
-"""Giving claimed shipments back without results: carrier down, or its budget spent."""
+"""Giving claimed shipments back without results: carrier down, its rate or budget spent."""
 
 from __future__ import annotations
 
@@ -39,10 +39,30 @@ def daily_quota(adapter: Adapter, settings: CarrierSettings | None) -> int | Non
 async def postpone(
     pool: asyncpg.Pool, worker: str, batch: Sequence[ClaimedShipment], until: datetime
 ) -> None:
-    """Give a batch back untouched, due again at ``until`` (the carrier's budget is spent)."""
+    """Give a batch back untouched, due again at ``until`` (another replica holds the rate)."""
     await pool.execute(
         """
         UPDATE shipments SET next_poll_at = $3, lease_owner = NULL, lease_until = NULL
+        WHERE id = ANY($2::bigint[]) AND lease_owner = $1
+        """,
+        worker,
+        [s.id for s in batch],
+        until,
+    )
+
+
+async def hold_until(
+    pool: asyncpg.Pool, worker: str, batch: Sequence[ClaimedShipment], until: datetime
+) -> None:
+    """Give a batch back due as it was, in its place in the order, but claimed by no one before
+    ``until`` (the carrier's daily budget is spent until then): a lease held by nobody.
+
+    Putting the batch off to ``until`` instead would give every shipment of it the same due
+    time, and the order between them (the longest overdue first) would be lost.
+    """
+    await pool.execute(
+        """
+        UPDATE shipments SET lease_owner = NULL, lease_until = $3
         WHERE id = ANY($2::bigint[]) AND lease_owner = $1
         """,
         worker,

@@ -31,7 +31,8 @@ _BIGINT_MAX = 2**63 - 1
 
 _STATE = """
 SELECT s.id, s.carrier, s.tracking_number, s.active, s.retired_reason, s.carrier_state,
-       s.next_poll_at, s.last_polled_at, COALESCE(s.lease_until > now(), false) AS polling_now,
+       s.next_poll_at, s.last_polled_at,
+       s.lease_owner IS NOT NULL AND COALESCE(s.lease_until > now(), false) AS polling_now,
        s.active AND s.next_poll_at <= now() AS due_now,
        COALESCE(b.used, 0) AS budget_used, c.opened_until AS resting_until
 FROM shipments s
@@ -45,10 +46,10 @@ WHERE s.id = $1::bigint
 _QUEUE = """
 UPDATE shipments
 SET next_poll_at = now(), poll_priority = 0, active = true, stopped_reason = NULL,
-    final_confirmed = false, updated_at = now()
+    final_confirmed = false, lease_until = NULL, updated_at = now()
 WHERE id = $1::bigint AND carrier = $2::text AND retired_reason IS NULL
   AND tracking_number <> '' AND carrier_state <> 'untracked'
-  AND (lease_until IS NULL OR lease_until <= now())
+  AND (lease_owner IS NULL OR lease_until <= now())  -- not being polled (a hold may go)
 RETURNING id
 """
 
