@@ -135,6 +135,45 @@ def test_status_table(code: str, text: str, expected: Status | None) -> None:
     assert map_status(code, text) is expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # DHL eCommerce hands parcels to USPS: a post office is on the way, not a pickup counter.
+        ("Arrived at Post Office", Status.IN_TRANSIT),
+        ("Arrival at Post Office", Status.IN_TRANSIT),
+        ("The shipment will be transported to the retail outlet", Status.IN_TRANSIT),
+        ("The shipment is on its way to the Packstation", Status.IN_TRANSIT),
+        ("The shipment has arrived at the pick-up point", Status.IN_TRANSIT),
+        # Still on the van, whatever it is heading for.
+        ("The shipment is out for delivery to the Packstation", Status.OUT_FOR_DELIVERY),
+        ("Out for delivery to the parcel shop", Status.OUT_FOR_DELIVERY),
+        ("The shipment has been loaded onto the delivery vehicle for the service point",
+         Status.OUT_FOR_DELIVERY),
+    ],
+)  # fmt: skip
+def test_naming_a_pickup_place_is_not_ready_for_pickup(text: str, expected: Status) -> None:
+    assert map_status("transit", text) is expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The shipment has been delivered to the Packstation 105",
+        "The shipment has been deposited in the parcel locker",
+        "Delivered to the DHL Parcel Shop",
+        "The shipment has been delivered to the post office for collection",
+        "The shipment is being held at the retail outlet for pick-up",
+        "Held for pickup",
+        "The shipment is ready for pick-up at the Post Office",
+        "Available for collection at the service point",
+        "The shipment can now be collected from the retail outlet",
+        "Awaiting collection by the recipient",
+    ],
+)
+def test_words_that_say_the_parcel_can_be_collected_are_ready_for_pickup(text: str) -> None:
+    assert map_status("transit", text) is Status.READY_FOR_PICKUP
+
+
 def test_every_documented_status_code_has_a_default() -> None:
     assert set(CODE_DEFAULTS) == {"pre-transit", "transit", "delivered", "failure", "unknown"}
     assert [map_status(code) for code in CODE_DEFAULTS] == [

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from carriers.base import Outcome, TrackResult
 from carriers.usps.parse import error_result, parse_event, parse_gmt_offset, parse_response
-from carriers.usps.statuses import CATEGORY_STATUS, EVENT_CODES, INTERNATIONAL_CODES, map_status
+from carriers.usps.statuses import EVENT_CODES, INTERNATIONAL_CODES, map_status
 from tracker.domain import Status
 
 NUMBER = "9400100000000000123453"
@@ -51,7 +51,6 @@ EXPECTED_CATEGORIES = expected_table("categories")
 def test_the_code_tables_hold_exactly_the_documented_codes() -> None:
     assert set(EVENT_CODES) == set(EXPECTED_CODES)
     assert set(INTERNATIONAL_CODES) == set(EXPECTED_INTERNATIONAL)
-    assert len(CATEGORY_STATUS) == len(EXPECTED_CATEGORIES)
 
 
 @pytest.mark.parametrize(
@@ -62,41 +61,28 @@ def test_every_event_code_has_its_status(code: str, expected: Status | None) -> 
     assert map_status(code.lower(), "") is expected
 
 
-@pytest.mark.parametrize(("category", "expected"), list(EXPECTED_CATEGORIES.items()))
-def test_every_status_category_speaks_for_a_newest_scan_with_an_unknown_code(
-    category: str, expected: Status | None
-) -> None:
-    assert map_status("ZZ", "", category) is expected
-    assert map_status(None, "", category.upper().replace(" ", "_")) is expected
-
-
 @pytest.mark.parametrize(
-    ("code", "words", "category", "expected"),
+    ("code", "words", "expected"),
     [
-        ("01", "Delivered, To Original Sender", None, FAILURE),
-        ("10", "Return to Sender Processed", None, FAILURE),
-        ("09", "Return to Sender", "Alert", FAILURE),
-        ("NT", "In Transit, Arriving Late", None, DELAYED),
-        ("NT", "In Transit to Next Facility", None, TRANSIT),
-        ("10", "Processed through USPS Facility, delayed by weather", None, DELAYED),
-        ("08", "Missent, returning to sender", None, FAILURE),
-        ("10", "Processed through USPS Facility", "Alert", DELAYED),
-        ("10", "Processed through USPS Facility", "In Transit", TRANSIT),
-        ("04", "Refused", "Delivered", FAILURE),  # a known code beats the category
-        ("DX", "Delivery Status Not Updated", "Delivered", None),  # known, information only
-        ("ZZ", "Delivered", "Delivered", DELIVERED),
-        ("ZZ", "Delivered", None, None),  # unknown, older scan: no status, no guessing
-        ("ZZ", "Out for Delivery", "Not a category", None), ("", "Out for Delivery", None, None),
-        (" of ", "", None, OUT), ("OF", ["not", "text"], None, OUT),
-        (1, "", None, DELIVERED), ("1", "", None, DELIVERED),  # zero-padded
-        (True, "Delivered", None, None), ({"code": "01"}, "Delivered", None, None),
-        ("ZZ", "", "Pre_Shipment", LABEL), ("ZZ", "", " pre-shipment ", LABEL),
+        ("01", "Delivered, To Original Sender", FAILURE),
+        ("10", "Return to Sender Processed", FAILURE),
+        ("09", "Return to Sender", FAILURE),
+        ("NT", "In Transit, Arriving Late", DELAYED),
+        ("NT", "In Transit to Next Facility", TRANSIT),
+        ("10", "Processed through USPS Facility, delayed by weather", DELAYED),
+        ("08", "Missent, returning to sender", FAILURE),
+        ("10", "Processed through USPS Facility", TRANSIT),
+        ("04", "Refused", FAILURE),
+        ("DX", "Delivery Status Not Updated", None),  # known, information only
+        ("ZZ", "Delivered", None),  # unknown: no status, no guessing from the words
+        ("ZZ", "Out for Delivery", None), ("", "Out for Delivery", None),
+        (" of ", "", OUT), ("OF", ["not", "text"], OUT),
+        (1, "", DELIVERED), ("1", "", DELIVERED),  # zero-padded
+        (True, "Delivered", None), ({"code": "01"}, "Delivered", None),
     ],
 )  # fmt: skip
-def test_codes_words_and_category_together(
-    code: object, words: object, category: object, expected: Status | None
-) -> None:
-    assert map_status(code, words, category) is expected
+def test_codes_and_words_together(code: object, words: object, expected: Status | None) -> None:
+    assert map_status(code, words) is expected
 
 
 # --- times ----------------------------------------------------------------------------------
@@ -143,6 +129,12 @@ def event(**fields: object) -> dict[str, object]:
                eventCity="FRANKFURT"), at(2024, 7, 1, 10), "local:Europe/Berlin"),
         (event(eventTimestamp="2024-07-01T12:00:00", eventCountry="CANADA"), at(2024, 7, 1, 12),
          "local:assumed-utc"),  # several zones: not guessed
+        (event(eventTimestamp="2024-07-03T09:00:00", eventCountry="CANADA", eventState="ON",
+               eventCity="TORONTO"), at(2024, 7, 3, 13), "local:America/Toronto"),  # province
+        (event(eventTimestamp="2024-01-03T09:00:00", eventCountry="CA", eventState="bc"),
+         at(2024, 1, 3, 17), "local:America/Vancouver"),
+        (event(eventTimestamp="2024-07-01T12:00:00", eventCountry="GERMANY", eventState="HE"),
+         at(2024, 7, 1, 10), "local:Europe/Berlin"),  # a one-zone country: the state is moot
         (event(eventTimestamp="2024-07-01T12:00:00", eventState="AE"), at(2024, 7, 1, 12),
          "local:assumed-utc"),
         (event(eventTimestamp="2024-07-01T12:00:00"), at(2024, 7, 1, 12), "local:assumed-utc"),
@@ -225,13 +217,54 @@ def test_parcel_answer_is_read_oldest_first_in_utc() -> None:
                             "tracking_number": NUMBER}  # fmt: skip
 
 
-def test_the_status_category_speaks_for_the_newest_scan_only() -> None:
-    body = {"statusCategory": "Out for Delivery", "trackingEvents": [
+@pytest.mark.parametrize("category", [*EXPECTED_CATEGORIES, "ALERT", "Pre_Shipment"])
+def test_the_status_category_gives_no_scan_a_status(category: str) -> None:
+    body = {"statusCategory": category, "status": "Whatever", "trackingEvents": [
         {"eventType": "Loaded on a truck", "eventCode": "Q7", "GMTTimestamp": "2024-07-03T14:00Z"},
-        {"eventType": "Something", "eventCode": "Q7", "GMTTimestamp": "2024-07-03T12:00Z"},
+        {"eventType": "Processed through USPS Facility", "eventCode": "10",
+         "GMTTimestamp": "2024-07-03T12:00Z"},
     ]}  # fmt: skip
     result = parse_response(NUMBER, body)
-    assert [e.status for e in result.events] == [None, OUT]
+    assert [e.status for e in result.events] == [TRANSIT, None]
+    assert result.raw_status == f"{category}/Whatever"  # shown, never a status
+
+
+OLDER_SCAN = {
+    "eventType": "In Transit to Next Facility",
+    "eventCode": "NT",
+    "GMTTimestamp": "2024-07-02T15:00:00Z",
+    "eventCity": "CHICAGO",
+    "eventState": "IL",
+}
+NEWER_SCAN = {
+    "eventType": "Arrived at USPS Regional Facility",
+    "eventCode": "U1",
+    "GMTTimestamp": "2024-07-03T14:00:00Z",
+    "eventCity": "DENVER",
+    "eventState": "CO",
+}
+ODD_SCAN = {**OLDER_SCAN, "eventCode": "Q7", "eventType": "Delivered, Parcel Locker"}
+
+
+@pytest.mark.parametrize(
+    ("scan", "category_alone", "category_later", "status"),
+    [
+        (OLDER_SCAN, "Alert", "In Transit", TRANSIT),
+        (OLDER_SCAN, "Delivered", "Delivered", TRANSIT),
+        (ODD_SCAN, "Delivered", "Delivered", None),  # unknown code: no status, newest or not
+    ],
+)  # fmt: skip
+def test_a_scan_keeps_its_status_and_key_when_a_newer_scan_arrives(
+    scan: dict[str, str], category_alone: str, category_later: str, status: Status | None
+) -> None:
+    alone = parse_response(NUMBER, {"statusCategory": category_alone, "trackingEvents": [scan]})
+    later = parse_response(
+        NUMBER, {"statusCategory": category_later, "trackingEvents": [NEWER_SCAN, scan]}
+    )
+    first, again = alone.events[0], later.events[0]
+    assert first.happened_at == again.happened_at == at(2024, 7, 2, 15)
+    assert first.status is again.status is status
+    assert first.dedupe_key == again.dedupe_key  # stored once, written back once
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,17 @@ then refine it (:data:`REFINEMENTS`): the first pattern, in order, that matches 
 wins, and when none matches the default stands.
 
 Order matters. "available for pick-up" must be read as ready-for-pickup before the bare word
-"pickup" is read as a carrier pickup, and a failed delivery attempt that also mentions a retail
-outlet is an attempt first. A ``statusCode`` DHL has not documented maps to no status (the
-explicit fallback), as does ``unknown``; such scans are still kept with their text.
+"pickup" is read as a carrier pickup, a failed delivery attempt that also mentions a retail
+outlet is an attempt first, and "out for delivery to the Packstation" is out for delivery: the
+parcel is still on the van.
+
+Ready-for-pickup needs words that say the recipient can now collect the parcel ("available for
+pick-up", "can be collected", "delivered to the Packstation"); naming a place is not enough.
+"Arrived at Post Office" is how DHL eCommerce reports the hand-over to USPS for the last mile,
+and a parcel "forwarded to the parcel shop" is not there yet.
+
+A ``statusCode`` DHL has not documented maps to no status (the explicit fallback), as does
+``unknown``; such scans are still kept with their text.
 """
 
 from __future__ import annotations
@@ -55,12 +63,18 @@ HANDED_IN = _words(
     r"\b(?:posted|dropped off|handed (?:in|over)) by the sender\b",
     r"\bcollected from the sender\b",
 )
+_LOCKER = (
+    r"(?:packstation|parcel ?locker|parcel ?shop|service ?point|pick[- ]?up (?:location|point))"
+)
+"""Places where a parcel delivered there waits for its recipient; a post office or retail outlet
+is also where parcels pass through, so for those the words must say "for collection"."""
 READY = _words(
-    r"\bavailable for (?:pick[- ]?up|collection)\b",
-    r"\bready for (?:pick[- ]?up|collection)\b",
+    r"\b(?:available|ready|held) for (?:pick[- ]?up|collection)\b",
     r"\b(?:can|may) (?:now )?be (?:picked up|collected)\b",
-    r"\b(?:packstation|parcel ?locker|parcel ?shop|service ?point|retail outlet|post office)\b",
-    r"\bpick[- ]?up (?:location|point)\b",
+    r"\bawaiting collection\b",
+    rf"\b(?:delivered|deposited|placed) (?:at|in|into|to) (?:the |a )?(?:dhl )?{_LOCKER}",
+    r"\b(?:delivered|deposited|placed|held) (?:at|in|into|to) [^.;:]{0,60}"
+    r"\bfor (?:pick[- ]?up|collection)\b",
 )
 OUT_FOR_DELIVERY = _words(
     r"\bout for delivery\b",
@@ -70,7 +84,7 @@ OUT_FOR_DELIVERY = _words(
 )
 PICKED_UP = _words(
     r"\bpicked[- ]up\b",
-    r"\bpick[- ]?up\b",
+    r"\bpick[- ]?up\b(?! (?:location|point))",  # a pick-up point is a place, not a pickup
 )
 
 REFINEMENTS: Mapping[str, tuple[tuple[re.Pattern[str], Status], ...]] = {
@@ -79,8 +93,8 @@ REFINEMENTS: Mapping[str, tuple[tuple[re.Pattern[str], Status], ...]] = {
         (ATTEMPTED, Status.ATTEMPTED_DELIVERY),
         (DELAY, Status.DELAYED),
         (HANDED_IN, Status.CARRIER_PICKED_UP),
-        (READY, Status.READY_FOR_PICKUP),
         (OUT_FOR_DELIVERY, Status.OUT_FOR_DELIVERY),
+        (READY, Status.READY_FOR_PICKUP),
         (PICKED_UP, Status.CARRIER_PICKED_UP),
     ),
     "failure": (

@@ -16,7 +16,9 @@ Time, in order of preference, with ``time_source`` saying which was used:
 2. ``eventTimestamp`` (local wall time) with ``GMTOffset`` (``-7:00``): ``offset``. An
    ``eventTimestamp`` that carries a numeric offset of its own is read by it (``offset`` too).
 3. ``eventTimestamp`` in the zone of the scan's state (``eventState``, else the state of its
-   ``eventZIP``) or of its country: ``local:America/Chicago``; no known zone:
+   ``eventZIP``), abroad of its province (``eventState`` too, for the countries
+   :mod:`carriers.timezones` knows by region, such as Canada) or of its country:
+   ``local:America/Chicago``; no known zone:
    ``local:assumed-utc``. USPS's own published example writes this local time with a ``Z``
    (``2023-08-02T07:31:00Z`` for a 7:31 am scan), so a ``Z`` on ``eventTimestamp`` is read as
    local time, not as UTC. A date alone is taken as noon local time (``local:date-only:...``).
@@ -198,11 +200,15 @@ def _error_message(error: Mapping[str, Any]) -> str:
 
 
 def _parse_details(number: str, body: dict[str, Any], raw_events: list[Any]) -> TrackResult:
-    category = body.get("statusCategory")
+    """The events and summary of a details answer.
+
+    ``statusCategory`` only goes into ``raw_status``: it describes whichever scan is newest, and
+    a scan's status must not depend on that (see :mod:`carriers.usps.statuses`).
+    """
     events: list[TrackingEvent] = []
     skipped = 0
-    for index, raw in enumerate(raw_events):
-        event = parse_event(raw, category if index == 0 else None)  # the category is the newest
+    for raw in raw_events:
+        event = parse_event(raw)
         if event is None:
             skipped += 1
         else:
@@ -214,7 +220,9 @@ def _parse_details(number: str, body: dict[str, Any], raw_events: list[Any]) -> 
     for key, name in (("mailClass", "mail_class"), ("trackingNumber", "tracking_number")):
         if value := _text(body.get(key)):
             extra[name] = value
-    raw_status = "/".join([p for p in (_text(category), _text(body.get("status"))) if p])
+    raw_status = "/".join(
+        [p for p in (_text(body.get("statusCategory")), _text(body.get("status"))) if p]
+    )
     return TrackResult(
         number,
         Outcome.FOUND,
@@ -226,20 +234,17 @@ def _parse_details(number: str, body: dict[str, Any], raw_events: list[Any]) -> 
     )
 
 
-def parse_event(raw: object, category: object = None) -> TrackingEvent | None:
+def parse_event(raw: object) -> TrackingEvent | None:
     """One scan, or None when it is not an object or has no usable time.
 
-    ``category`` is the answer's ``statusCategory``, passed for the newest scan only.
+    Everything in the event comes from ``raw`` alone, so a scan parses the same in every answer
+    that lists it, whatever came after it: its status and time are part of its stored key.
     """
     if not isinstance(raw, dict):
         return None
     state = _text(raw.get("eventState")).upper()
     zip_code = _text(raw.get("eventZIP"))
-    country = country_code(raw.get("eventCountry"))
-    zone_state = (state or state_for_zip(zip_code)) if country in (None, "US") else None
-    if country is None and zone_state:
-        country = country_of_state(zone_state)
-    zone = zone_for_place("US", zone_state) or zone_for_place(country)
+    country, zone = _place(state, zip_code, country_code(raw.get("eventCountry")))
     stamped = event_time(raw, zone)
     if stamped is None:
         return None
@@ -252,7 +257,7 @@ def parse_event(raw: object, category: object = None) -> TrackingEvent | None:
     try:
         return TrackingEvent(
             happened_at=stamped[0],
-            status=map_status(code, event_type, category),
+            status=map_status(code, event_type),
             carrier_code=_code_text(code),
             message=event_type,
             city=_text(raw.get("eventCity")) or None,
@@ -264,6 +269,21 @@ def parse_event(raw: object, category: object = None) -> TrackingEvent | None:
         )
     except (ValueError, OverflowError):
         return None
+
+
+def _place(state: str, zip_code: str, country: str | None) -> tuple[str | None, tzinfo | None]:
+    """``(ISO country, time zone)`` of a scan from its ``eventState``, ZIP Code and country.
+
+    At home (no country, or US) the state is USPS's, else the ZIP Code's, and it may name a
+    territory that is a country of its own (``PR``). Abroad the state is the province, which
+    decides the zone in countries the zone tables know by region (``CA``, ``ON``).
+    """
+    if country not in (None, "US"):
+        return country, zone_for_place(country, state or None)
+    region = state or state_for_zip(zip_code)
+    if country is None and region:
+        country = country_of_state(region)
+    return country, zone_for_place("US", region) or zone_for_place(country)
 
 
 def _eta(body: dict[str, Any]) -> datetime | None:

@@ -1,4 +1,4 @@
-"""USPS status categories and scan event codes -> Shopify statuses. Pure: no I/O.
+"""USPS scan event codes -> Shopify statuses. Pure: no I/O.
 
 Where the tables come from:
 
@@ -8,22 +8,25 @@ Where the tables come from:
   Codes - International Mail". :data:`EVENT_CODES` holds the Appendix G-4 event codes that
   could be confirmed from public copies of that table and of USPS's customer extract
   descriptions, each under the status category USPS.com shows for it.
-* :data:`CATEGORY_STATUS` is the ``statusCategory`` table of ``CARRIERS.md`` (the categories
-  USPS.com shows: Pre-Shipment, Accepted, In Transit, Out for Delivery, Delivered, Delivery
-  Attempt, Available for Pickup, Alert).
 * :data:`INTERNATIONAL_CODES` are the UPU EMSEVT item events postal operators exchange for
   international items. Whether USPS passes them through ``eventCode`` is not confirmed; they
   are mapped so that such scans get a status if it does.
 
-How one scan gets its status (:func:`map_status`):
+How one scan gets its status (:func:`map_status`), from that scan alone:
 
 1. its ``eventCode``, when the tables know it (an explicit None there means "information only");
-2. otherwise the answer's ``statusCategory``, which USPS gives once per answer, so it only
-   speaks for the newest scan; older scans with an unknown code get no status (the fallback);
-3. then the scan's words (``eventType``) refine a few codes (:data:`REFINEMENTS`): a parcel
+   a code no table knows gives no status (:data:`FALLBACK`);
+2. then the scan's words (``eventType``) refine a few codes (:data:`REFINEMENTS`): a parcel
    going back to its sender fails even when the code says "processed" or "delivered", and an
-   in-transit scan that says it is running late is a delay. A newest scan in the ``Alert``
-   category with an in-transit code is a delay too.
+   in-transit scan that says it is running late is a delay.
+
+The answer's ``statusCategory`` never decides a scan's status. It describes whichever scan is
+newest, so it changes as new scans arrive, while a scan's status is part of the key its event is
+stored (and written back to Shopify) under: a status taken from the category would give the same
+scan a new key on the next poll, and the customer would see it twice. The category is kept in the
+result's ``raw_status`` only. The price: a scan whose code no table knows stays without a status
+even when it is the newest and the category says "Delivered", so it does not make the parcel
+delivered; only a scan with a known code (or its code, once added to the tables) can.
 
 Unknown codes are never guessed from their words alone: such scans are kept with their text and
 no status, and never written back.
@@ -156,21 +159,8 @@ INTERNATIONAL_CODES: Mapping[str, EventCode] = {
 }
 """UPU EMSEVT international item events (see the module docstring)."""
 
-CATEGORY_STATUS: Mapping[str, Status | None] = {
-    "pre shipment": _LABEL,
-    "accepted": _PICKED_UP,
-    "in transit": _TRANSIT,
-    "out for delivery": _OUT,
-    "delivered": _DELIVERED,
-    "delivery attempt": _ATTEMPT,
-    "available for pickup": _PICKUP,
-    "alert": _FAILURE,
-}
-"""``statusCategory`` (normalized: lower case, ``-``/``_`` as spaces) -> status of the newest
-scan when its code is not in the code tables."""
-
 FALLBACK: Status | None = None
-"""Status of a scan whose code no table knows and for which no category speaks."""
+"""Status of a scan whose code no table knows."""
 
 
 def _words(*alternatives: str) -> re.Pattern[str]:
@@ -204,36 +194,20 @@ def normalize_code(code: object) -> str:
     return key.zfill(2) if key.isdigit() and len(key) == 1 else key
 
 
-def normalize_category(category: object) -> str:
-    """``statusCategory`` as a table key: ``Pre-Shipment`` and ``PRE_SHIPMENT`` alike."""
-    if not isinstance(category, str):
-        return ""
-    return " ".join(category.replace("-", " ").replace("_", " ").lower().split())
-
-
 def lookup_code(code: object) -> EventCode | None:
     """The table row for ``code``, domestic first, or None when no table has it."""
     key = normalize_code(code)
     return EVENT_CODES.get(key) or INTERNATIONAL_CODES.get(key)
 
 
-def category_status(category: object) -> Status | None:
-    """The status a ``statusCategory`` stands for; None when it is missing or unknown."""
-    return CATEGORY_STATUS.get(normalize_category(category), FALLBACK)
+def map_status(code: object, event_type: object = "") -> Status | None:
+    """The status of one USPS scan, from its ``eventCode`` and ``eventType`` alone.
 
-
-def map_status(code: object, event_type: object = "", category: object = None) -> Status | None:
-    """The status of one USPS scan.
-
-    ``category`` is the answer's ``statusCategory`` and is passed for the newest scan only.
+    Nothing about the rest of the answer (the scan's place in the list, ``statusCategory``)
+    may go in: the status is part of the scan's stored key (see the module docstring).
     """
     row = lookup_code(code)
-    if row is None:
-        status = category_status(category)
-    else:
-        status = row.status
-        if status is _TRANSIT and normalize_category(category) == "alert":
-            status = _DELAYED
+    status = FALLBACK if row is None else row.status
     if status is None or status not in REFINEMENTS:
         return status
     if type(event_type) is str:
