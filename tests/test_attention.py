@@ -174,3 +174,70 @@ async def test_a_failing_carrier_opens_its_circuit_and_a_success_closes_it(pool)
     assert set(await open_circuits(pool)) == {"dhl"}  # other carriers unaffected
     await record_success(pool, "dhl")
     assert await open_circuits(pool) == {}
+
+
+async def scans(conn, shipment_id: int, *scans: tuple[str | None, timedelta]) -> None:
+    """Stored scans of a shipment: (status, how long ago)."""
+    now = datetime.now(UTC)
+    for n, (status, ago) in enumerate(scans):
+        await conn.execute(
+            "INSERT INTO tracking_events (shipment_id, status, happened_at, dedupe_key,"
+            " writeback_state) VALUES ($1, $2, $3, $4, 'skipped')",
+            shipment_id,
+            status,
+            now - ago,
+            f"k{n}",
+        )
+
+
+async def test_waiting_at_a_pickup_point_counts_from_the_arrival_and_is_not_stalled(conn, pool):
+    """Issue 5: waiting at a pickup point more than 5 days. A carrier's reminder scan (the same
+    status again) does not restart the count, and a parcel there for ten days, with no scan
+    since it arrived, is waiting for its recipient, not stalled in transit or late."""
+    day = timedelta(days=1)
+    cases = {
+        # name: (scans, days since the newest scan, first ETA days ago)
+        "reminded": ([("in_transit", 9 * day), ("ready_for_pickup", 8 * day),
+                      ("ready_for_pickup", 2 * day)], 2, 9),
+        "quiet": ([("in_transit", 11 * day), ("ready_for_pickup", 10 * day)], 10, 11),
+        "fresh": ([("in_transit", 4 * day), ("ready_for_pickup", 3 * day)], 3, 4),
+        # Sent on to another point: the wait there began two days ago.
+        "moved": ([("ready_for_pickup", 9 * day), ("in_transit", 3 * day),
+                   ("ready_for_pickup", 2 * day), (None, 1 * day)], 1, 10),
+    }  # fmt: skip
+    now = datetime.now(UTC)
+    for name, (history, newest, eta) in cases.items():
+        shipment = await add(
+            conn,
+            name,
+            status="ready_for_pickup",
+            status_at=now - [ago for status, ago in history if status][-1],
+            last_scan_at=now - newest * day,
+            first_eta=now - eta * day,
+        )
+        await scans(conn, shipment, *history)
+    await refresh_attention(pool, AttentionConfig())
+    flags = dict(await conn.fetch("SELECT order_name, attention FROM shipments"))
+    assert flags == {
+        "reminded": "waiting_at_pickup",
+        "quiet": "waiting_at_pickup",
+        "fresh": None,
+        "moved": None,
+    }
+
+
+async def test_shipments_of_a_carrier_no_longer_configured_are_flagged_not_tracked(conn, pool):
+    """Issue 5: carrier unknown or disabled. UPS taken out of the configuration: its shipments
+    are polled no more, and say so, whether they were polled before or never."""
+    now = datetime.now(UTC)
+    await add(conn, "ups_pending", carrier="ups", carrier_state="pending")
+    await add(conn, "ups_moving", carrier="ups", status="in_transit", last_scan_at=now)
+    await add(conn, "dhl_moving", carrier="dhl", status="in_transit", last_scan_at=now)
+    assert await refresh_attention(pool, AttentionConfig()) == 0  # no carrier list: no judgement
+    assert await refresh_attention(pool, AttentionConfig(), tracked=["dhl"]) == 2
+    flags = dict(await conn.fetch("SELECT order_name, attention FROM shipments"))
+    assert flags == {
+        "ups_pending": "carrier_not_tracked",
+        "ups_moving": "carrier_not_tracked",
+        "dhl_moving": None,
+    }

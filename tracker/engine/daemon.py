@@ -282,7 +282,9 @@ class Daemon:
 
     async def refresh_attention(self) -> None:
         await forget_old_windows(self.pool)
-        changed = await refresh_attention(self.pool, self.config.attention)
+        changed = await refresh_attention(
+            self.pool, self.config.attention, tracked=list(self._adapters)
+        )
         if changed:
             log.info("attention flags: %d shipments changed", changed)
 
