@@ -342,6 +342,19 @@ async def test_a_refused_token_fails_and_says_which_key_to_fix(
     assert "shpat_wrong_token" not in line
 
 
+async def test_a_frozen_shop_fails_as_closed_not_as_a_refused_token(
+    sandboxes: Sandboxes, database_url: str
+) -> None:
+    sandboxes.store.close_shop("frozen")
+    try:
+        checks = await checks_of(sandboxes.config(database_url))
+    finally:
+        sandboxes.store.reopen_shop()
+    (line,) = lines_about(checks, f"store {SHOP}")
+    assert line.startswith(f"FAIL  store {SHOP}: shop closed (HTTP 402: the shop is frozen")
+    assert line.endswith("-> nothing to change here: calls resume once the shop is open again")
+
+
 async def test_a_store_on_the_client_credentials_grant_is_checked_through_the_grant(
     sandboxes: Sandboxes, database_url: str
 ) -> None:

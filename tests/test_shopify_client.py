@@ -66,6 +66,90 @@ async def test_a_mutation_with_a_lost_answer_is_not_retried(stack, http):
     assert len(stack.store.events(fid)) == 1  # applied once, never sent again
 
 
+async def test_queries_are_retried_through_internal_server_errors(stack, http):
+    # Shopify answers INTERNAL_SERVER_ERROR with HTTP 200 "instead of 500 in most circumstances".
+    stack.store.add_order(fulfillments=[[("DHL", "JJD1", None)]])
+    stack.store.server_errors = "graphql"
+    stack.store.set_faults(fail_next_queries=2)
+    data = await client_for(stack, http).query(
+        "FulfilledOrders", {"first": 10, "after": None, "query": ""}
+    )
+    assert [o["name"] for o in data["orders"]["nodes"]] == ["#1001"]
+    assert stack.store.stats.failed_requests == 2
+
+
+async def test_a_mutation_answered_internal_server_error_is_not_retried(stack, http):
+    order = stack.store.add_order(fulfillments=[[("DHL", "JJD1", None)]])
+    fid = f"gid://shopify/Fulfillment/{order.fulfillments[0].id}"
+    stack.store.server_errors = "graphql"
+    stack.store.set_faults(drop_next_mutation_responses=1)  # stored, then INTERNAL_SERVER_ERROR
+    with pytest.raises(ShopifyOutcomeUnknown, match="INTERNAL_SERVER_ERROR"):
+        await client_for(stack, http).mutate(
+            "FulfillmentEventCreate",
+            {"fulfillmentEvent": {"fulfillmentId": fid, "status": "IN_TRANSIT"}},
+        )
+    assert len(stack.store.events(fid)) == 1  # applied once, never sent again
+    assert stack.store.stats.by_operation["FulfillmentEventCreate"] == 1
+
+
+async def test_an_internal_server_error_beside_data_leaves_a_mutation_unknown(http):
+    calls: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        calls.append((await request.json())["operationName"])
+        created = {"id": "gid://shopify/FulfillmentEvent/1", "status": "IN_TRANSIT"}
+        error = {
+            "message": "Internal error resolving happenedAt",
+            "path": ["fulfillmentEventCreate", "fulfillmentEvent", "happenedAt"],
+            "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+        }
+        payload = {"fulfillmentEvent": {**created, "happenedAt": None}, "userErrors": []}
+        return web.json_response({"data": {"fulfillmentEventCreate": payload}, "errors": [error]})
+
+    app = web.Application()
+    app.router.add_post("/admin/api/{version}/graphql.json", handler)
+    runner, url = await serve(app, 0)
+    try:
+        from tracker.config import ShopConfig
+
+        shop = ShopConfig(domain="s.myshopify.com", access_token="t", api_url=url)
+        with pytest.raises(ShopifyOutcomeUnknown, match="INTERNAL_SERVER_ERROR"):
+            await ShopifyClient(shop, http).mutate(
+                "FulfillmentEventCreate",
+                {"fulfillmentEvent": {"fulfillmentId": "gid://shopify/Fulfillment/1"}},
+            )
+    finally:
+        await runner.cleanup()
+    assert calls == ["FulfillmentEventCreate"]
+
+
+@pytest.mark.parametrize(
+    ("how", "says"),
+    [
+        ("frozen", "HTTP 402: the shop is frozen"),
+        ("locked", "HTTP 423: the shop is locked"),
+        ("inactive", "SHOP_INACTIVE: the shop is inactive"),
+    ],
+)
+async def test_a_closed_shop_pauses_calls_to_the_store_like_a_refused_token(stack, http, how, says):
+    order = stack.store.add_order(fulfillments=[[("DHL", "JJD1", None)]])
+    fid = f"gid://shopify/Fulfillment/{order.fulfillments[0].id}"
+    stack.store.close_shop(how)
+    client = client_for(stack, http)
+    with pytest.raises(ShopifyAuthError, match=says) as refused:
+        await client.query("ShopInfo")
+    assert not refused.value.paused
+    assert "access token" not in str(refused.value)
+    with pytest.raises(ShopifyAuthError, match=says) as paused:
+        await client.mutate(
+            "FulfillmentEventCreate",
+            {"fulfillmentEvent": {"fulfillmentId": fid, "status": "IN_TRANSIT"}},
+        )
+    assert paused.value.paused  # not sent: calls to the store wait
+    assert stack.store.stats.closed_answers == 1
+    assert says in (client.auth_refused or "")
+
+
 async def test_a_revoked_token_is_an_auth_error_at_once(stack, http):
     stack.store.access_token = "revoked"
     with pytest.raises(ShopifyAuthError, match="HTTP 401"):

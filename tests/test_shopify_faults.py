@@ -1,5 +1,6 @@
-"""Shopify misbehaving under a running daemon (issue 7): THROTTLED storms, 5xx bursts, a revoked
-token, a fulfillment cancelled behind the daemon's back.
+"""Shopify misbehaving under a running daemon (issue 7): THROTTLED storms, 5xx bursts (as HTTP
+5xx or as Shopify's HTTP 200 INTERNAL_SERVER_ERROR), a revoked token, a frozen, locked or
+inactive shop, a fulfillment cancelled behind the daemon's back.
 
 A real daemon (in process) against the Shopify and DHL sandboxes over HTTP and a real
 PostgreSQL. Each test ends by comparing what the store holds with the truth (the carrier's
@@ -172,10 +173,13 @@ async def test_throttled_storm_delays_writes_without_a_busy_loop_and_loses_none(
     )
 
 
-async def test_5xx_bursts_never_resend_a_write_blind(stack, pool, database_url):
+@pytest.mark.parametrize("server_errors", ["http", "graphql"])
+async def test_5xx_bursts_never_resend_a_write_blind(stack, pool, database_url, server_errors):
     parcels = Parcels(stack, 6)
     # Three mutations answered 503 without running, three that ran but whose answer was lost
-    # (502), and a burst of 503s on the first queries.
+    # (502), and a burst of 503s on the first queries; or each of them answered HTTP 200 with
+    # INTERNAL_SERVER_ERROR, as Shopify answers "instead of 500 in most circumstances".
+    stack.store.server_errors = server_errors
     stack.store.set_faults(fail_next_queries=3, fail_next_mutations=3)
     stack.store.set_faults(drop_next_mutation_responses=3)
     async with running(stack, pool, database_url):
@@ -199,8 +203,10 @@ async def test_5xx_bursts_never_resend_a_write_blind(stack, pool, database_url):
         "SELECT writeback_attempts, count(*) FROM tracking_events GROUP BY 1 ORDER BY 1"
     )
     assert [tuple(r) for r in attempts] == [(1, written - 3), (2, 3)]
+    failed = "503" if server_errors == "http" else "200 INTERNAL_SERVER_ERROR"
     print(
-        f"5xx bursts: {stats.failed_requests} answered 503, {stats.dropped_responses} answers "
+        f"5xx bursts: {stats.failed_requests} answered {failed}, "
+        f"{stats.dropped_responses} answers "
         f"lost after Shopify stored the event; {written} events on Shopify once each, "
         f"{calls(stack, 'FulfillmentEvents')} reads of Fulfillment.events to find out"
     )
@@ -278,6 +284,61 @@ async def test_revoked_token_pauses_calls_shows_why_and_drains_once_restored(
     print(
         f"revoked token: {refused} refused requests in {window:.1f} s, 8 events waiting with "
         f"the reason shown, {written} on Shopify once each after the token was restored"
+    )
+
+
+@pytest.mark.parametrize("how", ["frozen", "locked", "inactive"])
+async def test_closed_shop_pauses_writes_shows_why_and_drains_once_open(
+    stack, pool, database_url, http, caplog, how
+):
+    """A frozen (402), locked (423) or inactive (SHOP_INACTIVE) shop is the store's state, as a
+    revoked token is: no event is charged an attempt or failed, all are written once it opens."""
+    caplog.set_level(logging.WARNING)
+    parcels = Parcels(stack, 3)
+    says = f"the shop is {how}"
+    async with running(stack, pool, database_url, writeback={"max_attempts": 2}) as daemon:
+        await eventually(lambda: all_written(pool, parcels), what="first scans written")
+
+        stack.store.close_shop(how)
+        loop = asyncio.get_running_loop()
+        closed_at = loop.time()
+        parcels.advance(10)  # polls go on: new events wait for the shop
+
+        async def shown() -> bool:
+            error = await pool.fetchval("SELECT last_sync_error FROM shops")
+            waiting = await pool.fetchval(
+                "SELECT count(*) FROM tracking_events WHERE writeback_state = 'pending'"
+                " AND writeback_error LIKE $1",
+                f"%{says}%",
+            )
+            return bool(error and says in error) and waiting == 6
+
+        await eventually(shown, what="the closed shop recorded on the store and its events")
+        await asyncio.sleep(max(0.0, closed_at + 5.0 - loop.time()))
+        refused = stack.store.stats.closed_answers
+        async with http.get(daemon.url) as response:
+            page = await response.text()
+        assert says in page
+        assert "access token was refused" not in page
+        waiting = await pool.fetch(
+            "SELECT writeback_state, writeback_attempts FROM tracking_events"
+            " WHERE writeback_state <> 'written'"
+        )
+        assert {tuple(r) for r in waiting} == {("pending", 0)}  # a closed shop is no attempt
+
+        stack.store.reopen_shop()
+        await eventually(lambda: all_written(pool, parcels), timeout=60, what="the backlog drained")
+        written = await assert_exactly_the_truth(pool, parcels)
+    assert written == 12
+    assert 0 < refused <= 8, f"{refused} refused requests"
+    errors = [r.message for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert says in errors[0]
+    assert any("the shop is open again" in r.message for r in caplog.records)
+    assert not any("access token" in r.message for r in caplog.records)
+    print(
+        f"{how} shop: {refused} refused requests in 5 s, 6 events waiting with the reason shown, "
+        f"none charged an attempt; {written} on Shopify once each after it opened"
     )
 
 

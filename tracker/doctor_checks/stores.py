@@ -21,6 +21,7 @@ from tracker.shopify.client import (
     ShopifyAuthError,
     ShopifyClient,
     ShopifyError,
+    ShopifyShopClosed,
     ShopifyUnavailable,
 )
 from tracker.shopify.pacing import CostBucket
@@ -49,6 +50,14 @@ async def check_store(
     try:
         async with asyncio.timeout(timeout):
             data = await client.query("ShopDiagnosis")
+    except ShopifyShopClosed as exc:  # before ShopifyAuthError: the token may be fine
+        return [
+            fail(
+                subject,
+                f"shop closed ({_without_domain(exc, shop)})",
+                "nothing to change here: calls resume once the shop is open again",
+            )
+        ]
     except ShopifyAuthError as exc:
         return [
             fail(subject, f"token refused ({_without_domain(exc, shop)})", _token_fix(index, shop))

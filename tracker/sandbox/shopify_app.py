@@ -1,11 +1,11 @@
 """The Shopify Admin GraphQL sandbox: an aiohttp app that answers like Shopify for one shop.
 
-``POST /admin/api/{version}/graphql.json`` checks the version (404), the access token (401) and
-the body (400), then prices the document (:mod:`tracker.sandbox.cost`), takes the cost from the
-shop's leaky bucket (THROTTLED if it is short, nothing executed), executes it with graphql-core
-against the schema of that API version, refunds requested minus actual cost and answers with
-``extensions.cost`` as Shopify does. The ``/_sandbox/`` control routes (no auth) are in
-:mod:`tracker.sandbox.shopify_control`.
+``POST /admin/api/{version}/graphql.json`` checks the version (404), the access token (401),
+whether the shop is closed (402, 423, SHOP_INACTIVE) and the body (400), then prices the document
+(:mod:`tracker.sandbox.cost`), takes the cost from the shop's leaky bucket (THROTTLED if it is
+short, nothing executed), executes it with graphql-core against the schema of that API version,
+refunds requested minus actual cost and answers with ``extensions.cost`` as Shopify does. The
+``/_sandbox/`` control routes (no auth) are in :mod:`tracker.sandbox.shopify_control`.
 """
 
 from __future__ import annotations
@@ -59,6 +59,30 @@ def _errors(*errors: dict[str, Any], **extensions: Any) -> dict[str, Any]:
 
 def _answer(version: str, body: dict[str, Any], status: int = 200) -> web.Response:
     return web.json_response(body, status=status, headers={"X-Shopify-API-Version": version})
+
+
+def _server_error(store: ShopifyStore, version: str, status: int) -> web.Response:
+    """An injected 502/503, or HTTP 200 + INTERNAL_SERVER_ERROR as Shopify mostly sends one."""
+    if store.server_errors == "graphql":
+        error = {
+            "message": "Internal error. Looks like something went wrong on our end.",
+            "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+        }
+        return _answer(version, _errors(error))
+    if status == 502:
+        return web.Response(status=502, text="<html><body>502 Bad Gateway</body></html>")
+    return web.json_response({"errors": "Service Unavailable"}, status=503)
+
+
+def _closed(store: ShopifyStore, version: str) -> web.Response:
+    """The shop is frozen (402), locked (423) or inactive (200 + SHOP_INACTIVE)."""
+    store.stats.closed_answers += 1
+    if store.shop_closed == "frozen":
+        return web.json_response({"errors": "Unavailable Shop"}, status=402)
+    if store.shop_closed == "locked":
+        return web.json_response({"errors": "Locked"}, status=423)
+    error = {"message": "Shop is inactive", "extensions": {"code": "SHOP_INACTIVE"}}
+    return _answer(version, _errors(error))
 
 
 def _throttled(store: ShopifyStore, version: str, requested: int) -> web.Response:
@@ -115,12 +139,14 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
     store.stats.requests += 1
     # A retired version falls forward to the oldest supported one, named in the answer's header.
     version = store.profile.served_version(version)
+    if store.shop_closed is not None:
+        return _closed(store, version)
     store.bulk.base_url = str(request.url.origin())  # where bulk result URLs point
     query, variables, operation_name = await _read_body(request)
     if store.consume_fault("fail_next_requests"):
         store.stats.failed_requests += 1
         log.info("sandbox %s: injected 503", store.domain)
-        return web.json_response({"errors": "Service Unavailable"}, status=503)
+        return _server_error(store, version, 503)
     return await _run(store, version, query, variables, operation_name)
 
 
@@ -185,7 +211,7 @@ async def _run(
     if store.consume_fault("fail_next_mutations" if mutation else "fail_next_queries"):
         store.stats.failed_requests += 1
         log.info("sandbox %s: injected 503 on %s (not run)", store.domain, label)
-        return web.json_response({"errors": "Service Unavailable"}, status=503)
+        return _server_error(store, version, 503)
     if store.consume_fault("throttle_next"):
         return _throttled(store, version, requested)
     if requested > SINGLE_QUERY_MAX_COST:
@@ -220,7 +246,7 @@ async def _run(
         if store.consume_fault("drop_next_mutation_responses"):
             store.stats.dropped_responses += 1
             log.info("sandbox %s: mutation stored, answer dropped (502)", store.domain)
-            return web.Response(status=502, text="<html><body>502 Bad Gateway</body></html>")
+            return _server_error(store, version, 502)
         if store.consume_fault("hold_mutation_responses"):
             store.stats.held_responses += 1
             log.info("sandbox %s: mutation stored, answer held", store.domain)

@@ -14,14 +14,27 @@ fault applies to counts it down by one:
 * ``hold_mutation_responses``: the mutation runs and is stored, the answer is held until
   :meth:`FaultCounters.release_held_responses` (``POST /_sandbox/held/release``) or server
   shutdown, so a test can kill the caller between Shopify accepting and the caller recording.
+
+Two settings shape the answers, and are not counted down:
+
+* ``server_errors``: how the 503s and 502s above look. ``"http"`` (the default) as said;
+  ``"graphql"`` as Shopify mostly sends them, "instead of 500": HTTP 200 with
+  ``errors[].extensions.code`` INTERNAL_SERVER_ERROR (whether or not the mutation ran);
+* ``shop_closed``: set by :meth:`FaultCounters.close_shop` until
+  :meth:`FaultCounters.reopen_shop`, every authenticated request is refused without running:
+  ``"frozen"`` HTTP 402 (unpaid bill), ``"locked"`` HTTP 423, ``"inactive"`` HTTP 200 with
+  ``errors[].extensions.code`` SHOP_INACTIVE.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+log = logging.getLogger(__name__)
 
 FaultName = Literal[
     "drop_next_mutation_responses",
@@ -39,6 +52,8 @@ FAULT_NAMES: tuple[FaultName, ...] = (
     "throttle_next",
     "hold_mutation_responses",
 )
+ServerErrors = Literal["http", "graphql"]
+ShopClosure = Literal["frozen", "locked", "inactive"]
 
 
 @dataclass
@@ -59,6 +74,8 @@ class StoreStats:
     held_responses: int = 0
     """Mutation answers held by ``hold_mutation_responses``."""
     unauthorized: int = 0
+    closed_answers: int = 0
+    """Requests refused because the shop is closed (``shop_closed``)."""
     by_operation: Counter[str] = field(default_factory=Counter)
     """Requests per operation name (``"anonymous"`` for unnamed operations)."""
 
@@ -72,6 +89,7 @@ class StoreStats:
             "dropped_responses": self.dropped_responses,
             "held_responses": self.held_responses,
             "unauthorized": self.unauthorized,
+            "closed_answers": self.closed_answers,
             "by_operation": dict(self.by_operation),
         }
 
@@ -86,6 +104,8 @@ class FaultCounters:
         self.fail_next_mutations = 0
         self.throttle_next = 0
         self.hold_mutation_responses = 0
+        self.server_errors: ServerErrors = "http"
+        self.shop_closed: ShopClosure | None = None
         self._release: asyncio.Event | None = None
 
     def set_faults(self, **counts: int) -> dict[str, int]:
@@ -109,6 +129,15 @@ class FaultCounters:
             return False
         setattr(self, name, remaining - 1)
         return True
+
+    def close_shop(self, how: ShopClosure) -> None:
+        """The shop is frozen, locked or inactive: every request is refused until reopened."""
+        self.shop_closed = how
+        log.info("sandbox: shop %s", how)
+
+    def reopen_shop(self) -> None:
+        self.shop_closed = None
+        log.info("sandbox: shop open again")
 
     async def wait_for_release(self) -> None:
         """Wait until :meth:`release_held_responses` is called."""

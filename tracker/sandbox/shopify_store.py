@@ -7,8 +7,10 @@ server calls it from its event loop.
 
 Faults for tests (lost answers, 503s, throttling) are counters on the store: see
 :mod:`tracker.sandbox.shopify_faults`. :meth:`ShopifyStore.revoke_token` answers 401 to every
-request until :meth:`ShopifyStore.restore_token`; :meth:`ShopifyStore.cancel_fulfillment`
-makes later ``fulfillmentEventCreate`` calls on it fail with ``userErrors``.
+request until :meth:`ShopifyStore.restore_token`, :meth:`ShopifyStore.close_shop` answers as a
+frozen, locked or inactive shop until :meth:`ShopifyStore.reopen_shop`;
+:meth:`ShopifyStore.cancel_fulfillment` makes later ``fulfillmentEventCreate`` calls on it fail
+with ``userErrors``.
 """
 
 from __future__ import annotations

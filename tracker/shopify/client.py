@@ -3,15 +3,18 @@
 Every document it sends is a ``.graphql`` file in ``graphql/`` beside this module, named by its
 operation. The client keeps its own estimate of the store's leaky bucket from
 ``extensions.cost.throttleStatus`` and waits before a request would be throttled. THROTTLED
-answers, 429 and (for queries only) 5xx and timeouts are retried with tenacity, bounded and
-honouring ``Retry-After``. A mutation is never retried once it may have reached Shopify:
+answers, 429 and (for queries only) 5xx, INTERNAL_SERVER_ERROR and timeouts are retried with
+tenacity, bounded and honouring ``Retry-After``. Shopify answers INTERNAL_SERVER_ERROR (HTTP 200,
+with or without ``data``) "instead of 500 in most circumstances": like a 5xx, it may or may not
+have been applied. A mutation is never retried once it may have reached Shopify:
 :class:`ShopifyOutcomeUnknown` tells the caller to find out what happened instead. The bucket
 and the retry policy are in :mod:`tracker.shopify.pacing`.
 
-Throttling and a refused token are the store's state, not one request's: a THROTTLED answer
-pauses every request of the client (longer each time in a row), and a 401 stops all calls to
-the store for a while (2 s, doubling up to 5 min) so a revoked token costs one request per
-pause, not one per job; the first answer that is not a 401 lifts it.
+Throttling, a refused token and a closed shop are the store's state, not one request's: a
+THROTTLED answer pauses every request of the client (longer each time in a row), and a 401, or a
+shop frozen (402), locked (423) or inactive (SHOP_INACTIVE), stops all calls to the store for a
+while (2 s, doubling up to 5 min) so it costs one request per pause, not one per job; the first
+answer that is not such a refusal lifts it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,29 @@ import aiohttp
 from carriers.http import parse_retry_after
 from carriers.oauth import TokenCache
 from tracker.config import ShopConfig
+from tracker.shopify.errors import (
+    GraphQLError,
+    ShopifyAuthError,
+    ShopifyError,
+    ShopifyOutcomeUnknown,
+    ShopifyShopClosed,
+    ShopifyUnavailable,
+    error_text,
+    has_code,
+    shop_closed,
+)
 from tracker.shopify.pacing import CostBucket, Retry, is_throttled, retry_policy, throttle_wait
+
+__all__ = [
+    "GraphQLError",
+    "ShopifyAuthError",
+    "ShopifyClient",
+    "ShopifyError",
+    "ShopifyOutcomeUnknown",
+    "ShopifyShopClosed",
+    "ShopifyUnavailable",
+    "load_document",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,38 +65,6 @@ THROTTLE_FLOOR_SECONDS = 0.5
 """The least wait after a THROTTLED answer, doubled for each one in a row (up to a minute)."""
 AUTH_RETRY_FIRST_SECONDS = 2.0
 AUTH_RETRY_MAX_SECONDS = 300.0
-
-
-class ShopifyError(Exception):
-    """Base of every error the Shopify client raises."""
-
-
-class ShopifyAuthError(ShopifyError):
-    """401/403: the token is wrong, revoked, or lacks a scope.
-
-    ``paused`` is True when no request was sent: the store refused the token moments ago and
-    the client waits before asking again.
-    """
-
-    def __init__(self, message: str, *, paused: bool = False) -> None:
-        super().__init__(message)
-        self.paused = paused
-
-
-class ShopifyUnavailable(ShopifyError):
-    """Shopify could not be asked after the retries; the request was not applied."""
-
-
-class ShopifyOutcomeUnknown(ShopifyError):
-    """A mutation was sent but its answer was lost: it may or may not have been applied."""
-
-
-class GraphQLError(ShopifyError):
-    """Shopify answered with top-level ``errors`` (a bad document, a missing permission)."""
-
-    def __init__(self, message: str, errors: list[Any]) -> None:
-        super().__init__(message)
-        self.errors = errors
 
 
 @functools.cache
@@ -108,7 +101,8 @@ class ShopifyClient:
         self._throttled_in_a_row = 0
         self._resume_at = 0.0  # monotonic: no request before this (THROTTLED)
         self.auth_refused: str | None = None
-        """Why the store refuses our token, while it does (None: it accepts it)."""
+        """Why the store refuses our calls (token refused, shop closed), while it does."""
+        self._refusal: type[ShopifyAuthError] = ShopifyAuthError
         self.refused_requests = 0
         self._auth_retry_at = 0.0
         self._auth_pause = AUTH_RETRY_FIRST_SECONDS
@@ -172,7 +166,7 @@ class ShopifyClient:
             try:
                 return await self._execute(name, variables, mutation=False)
             except GraphQLError as exc:
-                if not self.customer_data or not _access_denied(exc.errors):
+                if not self.customer_data or not has_code(exc.errors, "ACCESS_DENIED"):
                     raise
                 self.customer_data = False
                 log.warning(
@@ -221,7 +215,7 @@ class ShopifyClient:
         self, name: str, variables: dict[str, Any], *, mutation: bool, retried: bool = False
     ) -> dict[str, Any]:
         if self.auth_refused is not None and time.monotonic() < self._auth_retry_at:
-            raise ShopifyAuthError(self.auth_refused, paused=True)
+            raise self._refusal(self.auth_refused, paused=True)
         if self.bucket.calibrated:
             return await self._send_reserved(name, variables, mutation=mutation, retried=retried)
         # Until the first answer tells us the store's bucket, send one request at a time.
@@ -311,25 +305,40 @@ class ShopifyClient:
             )
         if status == 403:
             raise ShopifyAuthError(f"{self.domain}: HTTP 403: the access token lacks a scope")
+        errors = payload.get("errors") if isinstance(payload, dict) else None
+        closed = shop_closed(status, errors)
+        if closed is not None:
+            state, why = closed
+            raise self._refused(
+                f"{self.domain}: {why}; calls to this store pause and are retried with backoff"
+                " until it is open again",
+                ShopifyShopClosed,
+                f"the shop is still {state}",
+            )
         if status == 429:
             raise self._throttled("HTTP 429 throttled", retry_after or 1.0)
-        if status >= 500:
+        if status >= 500 or has_code(errors, "INTERNAL_SERVER_ERROR"):
+            # Shopify's stand-in for a 500, even beside data: applied or not, nobody knows.
+            what = (
+                f"HTTP {status}"
+                if status >= 500
+                else f"INTERNAL_SERVER_ERROR: {error_text(errors)}"
+            )
             if mutation:
-                raise ShopifyOutcomeUnknown(f"{self.domain} {name}: HTTP {status}")
-            raise Retry(f"HTTP {status}", retry_after)
+                raise ShopifyOutcomeUnknown(f"{self.domain} {name}: {what}")
+            raise Retry(what, retry_after)
         if payload is None:
             if mutation:
                 raise ShopifyOutcomeUnknown(f"{self.domain} {name}: unreadable answer")
             raise Retry(f"HTTP {status}: not JSON: {text[:100]!r}", None)
         if not isinstance(payload, dict):
             raise GraphQLError(f"{self.domain} {name}: unexpected answer {text[:100]!r}", [])
-        errors = payload.get("errors")
         if errors:
             if is_throttled(errors):
                 self._accepted()
                 raise self._throttled("THROTTLED", throttle_wait(cost_info))
             raise GraphQLError(
-                f"{self.domain} {name}: {_error_text(errors)}",
+                f"{self.domain} {name}: {error_text(errors)}",
                 errors if isinstance(errors, list) else [errors],
             )
         if status != 200:
@@ -354,42 +363,29 @@ class ShopifyClient:
         self._resume_at = max(self._resume_at, time.monotonic() + wait)
         return Retry(f"{what}; waiting {wait:.1f} s", wait)
 
-    def _refused(self, message: str) -> ShopifyAuthError:
-        """The store refused our token: stop calling it for a while, longer each time."""
+    def _refused(
+        self,
+        message: str,
+        kind: type[ShopifyAuthError] = ShopifyAuthError,
+        still: str = "the access token is still refused",
+    ) -> ShopifyAuthError:
+        """The store refused our token or is closed: stop calling it a while, longer each time."""
         self.refused_requests += 1
         pause = self._auth_pause
         self._auth_retry_at = time.monotonic() + pause
         self._auth_pause = min(pause * 2, AUTH_RETRY_MAX_SECONDS)
-        if self.auth_refused is None:
+        if self.auth_refused != message:
             log.error("%s; next try in %.0f s", message, pause)
         else:
-            log.warning(
-                "%s: the access token is still refused; next try in %.0f s", self.domain, pause
-            )
-        self.auth_refused = message
-        return ShopifyAuthError(message)
+            log.warning("%s: %s; next try in %.0f s", self.domain, still, pause)
+        self.auth_refused, self._refusal = message, kind
+        return kind(message)
 
     def _accepted(self) -> None:
-        """An answer that is not a 401: the token is good (again)."""
+        """An answer that is no refusal: the token is good and the shop open (again)."""
         if self.auth_refused is not None:
-            log.warning("%s: the access token is accepted again; calls resume", self.domain)
-        self.auth_refused = None
+            closed = self._refusal is ShopifyShopClosed
+            again = "the shop is open" if closed else "the access token is accepted"
+            log.warning("%s: %s again; calls resume", self.domain, again)
+        self.auth_refused, self._refusal = None, ShopifyAuthError
         self._auth_pause = AUTH_RETRY_FIRST_SECONDS
-
-
-def _access_denied(errors: object) -> bool:
-    if not isinstance(errors, list):
-        return False
-    return any(
-        isinstance(e, dict)
-        and isinstance(e.get("extensions"), dict)
-        and e["extensions"].get("code") == "ACCESS_DENIED"
-        for e in errors
-    )
-
-
-def _error_text(errors: object) -> str:
-    if isinstance(errors, list):
-        parts = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors]
-        return "; ".join(parts)[:500]
-    return str(errors)[:500]

@@ -4,19 +4,21 @@ Shopify has no idempotency key, so exactly-once rests on local state (DESIGN.md)
 
 1. An event is marked ``sending`` (committed) before the mutation is sent.
 2. Success marks it ``written`` with Shopify's event id; ``userErrors`` mark it ``failed``.
-3. A ``sending`` event whose outcome is unknown (lost answer, crash) is never retried blind:
-   once its lease has passed, the fulfillment's events are read from Shopify. A matching event
-   (same status, same ``happenedAt`` to the second, not already claimed by another local event)
-   makes it ``written``; otherwise it goes back to ``pending``
+3. A ``sending`` event whose outcome is unknown (lost answer, 5xx or INTERNAL_SERVER_ERROR,
+   crash) is never retried blind: once its lease has passed, the fulfillment's events are read
+   from Shopify. A matching event (same status, same ``happenedAt`` to the second, not already
+   claimed by another local event) makes it ``written``; otherwise it goes back to ``pending``
    (:mod:`tracker.shopify.writeback_reconcile`).
 
 Per shop, one writer at a time (advisory lock); per fulfillment, events go in ``happened_at``
 order and a fulfillment with an unresolved ``sending`` event waits.
 
-When the store refuses the token (401) or stays unavailable through the client's retries, the
-pass stops for the whole store: its other fulfillments would only meet the same answer. A
-refused token is no attempt of the event's (it is not failed however long the merchant takes to
-fix it); its pending events carry the reason until they are written.
+When the store refuses the token (401), is frozen, locked or inactive (402, 423, SHOP_INACTIVE:
+:class:`~tracker.shopify.client.ShopifyShopClosed`, handled as a refused token) or stays
+unavailable through the client's retries, the pass stops for the whole store: its other
+fulfillments would only meet the same answer. A refusal is no attempt of the event's (it is not
+failed however long the merchant takes to fix it); its pending events carry the reason until
+they are written.
 """
 
 from __future__ import annotations
@@ -297,7 +299,7 @@ class Writer:
             await self._back_to_pending(event, str(exc), report)
             return False
         except ShopifyAuthError as exc:
-            # Refused before it ran, and not the event's fault: no attempt counted, and no
+            # Refused before it ran (token, closed shop), not the event's fault: no attempt, no
             # backoff of its own (the client's pause on the store paces the next try).
             await self._pool.execute(
                 """
