@@ -234,6 +234,28 @@ async def test_a_failed_operation_changes_nothing_and_a_new_run_starts_afresh(en
     assert await env.count() == sum(len(p) for p in expected.values())
 
 
+async def test_a_store_that_refuses_customer_data_is_backfilled_without_it(env: Env) -> None:
+    """An app not approved for protected customer data: Shopify fails the bulk query
+    ACCESS_DENIED for the order's e-mail and customer. The backfill asks again without them,
+    as the incremental sync reads such a store, and every parcel comes in."""
+    expected = populate(env.store, 30)
+    env.store.protected_customer_data = False
+
+    report = await env.backfill()
+
+    assert report.outcome is Outcome.COMPLETED, report.summary()
+    assert env.client.customer_data is False
+    assert await env.count() == sum(len(p) for p in expected.values())
+    assert await env.pool.fetchval(
+        "SELECT count(*) FROM shipments WHERE customer_name IS NOT NULL"
+        " OR customer_email IS NOT NULL"
+    ) == 0  # fmt: skip
+    states = sorted(state for _, state in await env.operation_rows())
+    assert states == ["completed", "failed"]
+    refused = [op for op in env.store.bulk.operations.values() if op.error_code == "ACCESS_DENIED"]
+    assert len(refused) == 1
+
+
 async def test_an_expired_result_is_reported_and_changes_nothing(env: Env) -> None:
     populate(env.store, 30)
     env.store.set_faults(bulk_expire_next=1)

@@ -10,6 +10,7 @@ import pytest
 from graphql import GraphQLEnumType, build_client_schema, parse, validate
 
 from tests.conftest import shared_file
+from tracker.shopify.bulk_operations import bulk_query
 from tracker.shopify.client import load_document
 
 DOCUMENTS = sorted(
@@ -36,6 +37,14 @@ def test_there_are_documents():
 def test_document_is_valid_against_shopify(shopify_schema, name):
     errors = validate(shopify_schema, parse(load_document(name)))
     assert errors == [], [e.message for e in errors]
+
+
+def test_the_backfill_query_without_customer_data_is_valid_and_asks_for_none(shopify_schema):
+    query = bulk_query(customer_data=False)
+    assert validate(shopify_schema, parse(query)) == []
+    assert "email" not in query
+    assert "customer" not in query
+    assert query.split() != load_document("BulkFulfilledOrders").split()
 
 
 @pytest.mark.parametrize("name", DOCUMENTS)

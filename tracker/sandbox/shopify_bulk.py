@@ -254,6 +254,9 @@ class BulkOperations:
             self._finish(operation)
         except asyncio.CancelledError:
             raise
+        except AccessDenied:  # protected customer data the app may not read: Shopify's code
+            operation.status, operation.error_code = "FAILED", "ACCESS_DENIED"
+            operation.completed_at = None
         except Exception:
             log.exception("sandbox bulk operation %s broke", operation.gid)
             operation.status, operation.error_code = "FAILED", "INTERNAL_SERVER_ERROR"
@@ -358,6 +361,10 @@ class BulkOperations:
             self._directory = None
 
 
+class AccessDenied(Exception):
+    """The query reads a field the app may not (Shopify fails the operation ACCESS_DENIED)."""
+
+
 def _execute_window(schema: GraphQLSchema, plan: BulkPlan, context: Any) -> list[str]:
     """JSONL lines of one window of root objects (the sandbox's resolvers are synchronous)."""
     result = execute(
@@ -365,6 +372,8 @@ def _execute_window(schema: GraphQLSchema, plan: BulkPlan, context: Any) -> list
     )
     assert isinstance(result, ExecutionResult)
     if result.errors:
+        if any((e.extensions or {}).get("code") == "ACCESS_DENIED" for e in result.errors):
+            raise AccessDenied(result.errors[0].message)
         raise RuntimeError(f"bulk query failed: {result.errors[0].message}")
     data = result.data or {}
     return [

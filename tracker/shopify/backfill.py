@@ -147,11 +147,14 @@ async def backfill_shop(
         if not resumed:
             raise
         log.warning("%s: Shopify does not know %s any more; starting anew", shop.domain, operation)
-        await pool.execute(
-            "UPDATE bulk_operations SET state = 'failed', finished_at = now()"
-            " WHERE operation_id = $1",
-            operation,
-        )
+        await _forget(pool, operation)
+        operation, resumed = await start_operation(pool, client, shop, enabled_carriers)
+        status = await wait_for_operation(client, operation, shop, poll=poll, progress=progress)
+    if status.error_code == "ACCESS_DENIED" and client.customer_data:
+        # Refused for the customer's name and e-mail (protected customer data, which the
+        # incremental sync may not have met yet in this process): once more without them.
+        client.without_customer_data()
+        await _forget(pool, operation)
         operation, resumed = await start_operation(pool, client, shop, enabled_carriers)
         status = await wait_for_operation(client, operation, shop, poll=poll, progress=progress)
     report = await process_operation(
@@ -159,6 +162,14 @@ async def backfill_shop(
     )
     report.notice, report.resumed = notice, resumed
     return report
+
+
+async def _forget(pool: asyncpg.Pool, operation: str) -> None:
+    """Mark a recorded operation failed without reading it: the backfill starts another."""
+    await pool.execute(
+        "UPDATE bulk_operations SET state = 'failed', finished_at = now() WHERE operation_id = $1",
+        operation,
+    )
 
 
 async def check_read_all_orders(

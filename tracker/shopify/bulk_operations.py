@@ -10,6 +10,7 @@ whose answer was lost, or by another process) is waited on; anything else raises
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import asyncpg
+from graphql import REMOVE, FieldNode, Visitor, parse, print_ast, visit
 
 from tracker.shopify.client import ShopifyClient, ShopifyError, ShopifyOutcomeUnknown, load_document
 from tracker.shopify.sync import ShopRow
@@ -24,6 +26,9 @@ from tracker.shopify.sync import ShopRow
 log = logging.getLogger(__name__)
 
 BULK_QUERY = "BulkFulfilledOrders"
+CUSTOMER_FIELDS = frozenset({"email", "customer"})
+"""The order's protected customer data: what FulfilledOrders reads only ``@include(if:
+$withCustomer)`` (a bulk query takes no variables, so its other text goes without them)."""
 FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELED", "EXPIRED"})
 
 
@@ -104,7 +109,7 @@ async def start_operation(
     if recorded is not None:
         log.info("%s: resuming: waiting on %s, started by an earlier run", shop.domain, recorded)
         return str(recorded), True
-    query = load_document(BULK_QUERY)
+    query = bulk_query(customer_data=client.customer_data)
     asked_at = datetime.now(UTC)
     try:
         data = await client.mutate("BulkOperationRunQuery", {"query": query})
@@ -136,6 +141,20 @@ async def start_operation(
     await _record(pool, shop, started, enabled_carriers)
     log.info("%s: bulk operation %s started", shop.domain, started.gid)
     return started.gid, False
+
+
+@functools.cache
+def bulk_query(*, customer_data: bool) -> str:
+    """The backfill's query; without ``customer_data``, without :data:`CUSTOMER_FIELDS`."""
+    text = load_document(BULK_QUERY)
+    if customer_data:
+        return text
+
+    class WithoutCustomer(Visitor):
+        def enter_field(self, node: FieldNode, *_: object) -> object:
+            return REMOVE if node.name.value in CUSTOMER_FIELDS else None
+
+    return print_ast(visit(parse(text), WithoutCustomer()))
 
 
 def _in_progress_message(shop: ShopRow, current: BulkStatus | None) -> str:

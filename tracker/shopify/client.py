@@ -168,14 +168,19 @@ class ShopifyClient:
             except GraphQLError as exc:
                 if not self.customer_data or not has_code(exc.errors, "ACCESS_DENIED"):
                     raise
-                self.customer_data = False
-                log.warning(
-                    "%s: the app may not read customer names and e-mails (protected customer "
-                    "data); tracking continues without them",
-                    self.domain,
-                )
+                self.without_customer_data()
                 variables["withCustomer"] = False
         return await self._execute(name, variables, mutation=False)
+
+    def without_customer_data(self) -> None:
+        """Shopify refused customer fields (ACCESS_DENIED): read without them from now on."""
+        if self.customer_data:
+            self.customer_data = False
+            log.warning(
+                "%s: the app may not read customer names and e-mails (protected customer "
+                "data); tracking continues without them",
+                self.domain,
+            )
 
     async def mutate(self, name: str, variables: dict[str, Any]) -> dict[str, Any]:
         """Run the mutation document ``name``; never retried once it may have been applied."""
