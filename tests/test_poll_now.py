@@ -189,6 +189,27 @@ async def test_untrackable_shipments_are_not_queued(
     assert 'class="flash problem" role="status">Not queued.' in flashed
 
 
+async def test_a_shipment_held_for_the_budget_says_so_and_poll_now_lifts_the_hold(
+    client: Client, pool: asyncpg.Pool, finished: int
+) -> None:
+    """Due, but held by no one until the budget renews (tracker.engine.release.hold_until):
+    the page gives the time of its next poll, not "due now"; with budget left again (the
+    quota was raised), "Poll now" queues it and lifts the hold."""
+    await pool.execute(
+        "UPDATE shipments SET active = true, next_poll_at = now() - interval '1 hour',"
+        " lease_owner = NULL, lease_until = now() + interval '5 hours' WHERE id = $1",
+        finished,
+    )
+    page = await (await client.get(f"/shipments/{finished}")).text()
+    assert "Due now" not in page
+    assert "Being polled" not in page
+    assert "Next poll <time" in page
+    response = await press(client, finished)
+    assert response.headers["Location"].endswith("?flash=queued#poll-now")
+    held = await pool.fetchval("SELECT lease_until FROM shipments WHERE id = $1", finished)
+    assert held is None
+
+
 async def test_a_shipment_being_polled_is_left_alone(
     client: Client, pool: asyncpg.Pool, finished: int
 ) -> None:

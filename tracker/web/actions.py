@@ -34,6 +34,8 @@ SELECT s.id, s.carrier, s.tracking_number, s.active, s.retired_reason, s.carrier
        s.next_poll_at, s.last_polled_at,
        s.lease_owner IS NOT NULL AND COALESCE(s.lease_until > now(), false) AS polling_now,
        s.active AND s.next_poll_at <= now() AS due_now,
+       CASE WHEN s.lease_owner IS NULL AND s.lease_until > now() THEN s.lease_until END
+           AS held_until,  -- the carrier's daily budget is spent until then (hold_until)
        COALESCE(b.used, 0) AS budget_used, c.opened_until AS resting_until
 FROM shipments s
 LEFT JOIN carrier_budgets b
@@ -180,8 +182,8 @@ class PollNow:
             flash_kind=kind,
             budget=budget,
             polling_now=state.polling_now,
-            queued=row["due_now"] and not state.polling_now,
-            next_poll_at=row["next_poll_at"] if row["active"] else None,
+            queued=row["due_now"] and not state.polling_now and row["held_until"] is None,
+            next_poll_at=(row["held_until"] or row["next_poll_at"]) if row["active"] else None,
             last_polled_at=row["last_polled_at"],
         )
 
