@@ -102,6 +102,13 @@ def test_scan_codes_refine_a_generic_in_transit(code: str, expected: Status) -> 
         ("I", "000", "", A.IN_TRANSIT),
         ("P", "010", "", A.CARRIER_PICKED_UP),
         ("MV", "", "", A.FAILURE),
+        # A label code under a later type: UPS's own example ("released by the customs agency").
+        ("X", "003", "SR", A.DELAYED),
+        ("I", "045", "", A.IN_TRANSIT),
+        ("D", "003", "", A.DELIVERED),
+        ("M", "003", "", A.LABEL_PURCHASED),
+        ("Q", "003", "", A.LABEL_PURCHASED),  # an unknown type says nothing: the code decides
+        ("NA", "003", "", A.LABEL_PURCHASED),
         ("I", "21", "", A.OUT_FOR_DELIVERY),  # leading zero dropped
         ("I", 21, "", A.OUT_FOR_DELIVERY),  # a number instead of a string
         (" i ", " 038 ", "", A.CARRIER_PICKED_UP),

@@ -16,7 +16,8 @@ Every UPS activity carries ``status {type, statusCode, code, description}``:
 How one activity is read (:func:`map_status`), most specific first:
 
 1. a ``statusCode`` in :data:`STATUS_CODES` that is not generic decides: "First Attempt Made"
-   is an attempted delivery whatever the type;
+   is an attempted delivery whatever the type (but a label code, under a later type, does not:
+   :data:`LABEL_CODES`);
 2. otherwise (generic "In Transit" / "Status Not Available", or a code not in the table) a
    ``code`` in :data:`SCAN_CODES` decides, so an out-for-delivery or pickup scan reported as plain
    in-transit is recognised;
@@ -124,6 +125,13 @@ GENERIC_STATUS_CODES = frozenset({"000", "005", "010"})
 """Codes that say no more than the type ("Status Not Available", "In Transit", "In Transit: On
 Time"): for these the scan code and the type decide."""
 
+LABEL_CODES = frozenset({"003", "045"})
+LABEL_TYPES = frozenset({"M"})
+"""Label codes ("Order Processed: Ready for UPS", "...: In Transit to UPS") decide only under a
+manifest type, or a type that says nothing: under a type that says the parcel is further along,
+the type (or scan code) decides. UPS's own example activity is one: type ``X``, statusCode
+``003``, "released by the customs agency"."""
+
 SCAN_CODES: Mapping[str, Status] = {
     "MP": Status.LABEL_PURCHASED,  # Shipper created a label, UPS has not received the package
     "PU": Status.CARRIER_PICKED_UP,  # Pickup Scan
@@ -171,7 +179,10 @@ def map_status(
 def map_keys(kind: str, detail: str, scan: str) -> Status | None:
     """:func:`map_status` of codes already normalized (``normalize_type`` of the type and the
     scan code, ``normalize_status_code`` of the status code)."""
-    if detail in STATUS_CODES and detail not in GENERIC_STATUS_CODES:
+    label_only = (
+        detail in LABEL_CODES and TYPE_DEFAULTS.get(kind) is not None and kind not in LABEL_TYPES
+    )
+    if detail in STATUS_CODES and detail not in GENERIC_STATUS_CODES and not label_only:
         return STATUS_CODES[detail]
     if scan in SCAN_CODES:
         return SCAN_CODES[scan]
