@@ -17,6 +17,20 @@ from tracker.engine.poller import poll_due
 from tracker.shopify.sync import ensure_shops
 
 
+def dhl_settings(url: str, per_day: int) -> dict[str, CarrierSettings]:
+    """DHL at the sandbox ``url`` with a daily quota of ``per_day`` and no per-second limit."""
+    return {
+        "dhl": CarrierSettings.model_validate(
+            {
+                "api_key": DHL_KEY,
+                "base_url": url,
+                "requests_per_day": per_day,
+                "requests_per_second": 100,
+            }
+        )
+    }
+
+
 async def test_reservations_never_pass_the_quota_even_concurrently(pool):
     results = await asyncio.gather(*(reserve(pool, "dhl", 1, 25) for _ in range(40)))
     assert results.count(True) == 25
@@ -75,16 +89,7 @@ async def test_shipments_over_the_budget_wait_for_the_next_day(pool):
                 f"gid://shopify/Fulfillment/{n}",
                 number,
             )
-        settings = {
-            "dhl": CarrierSettings.model_validate(
-                {
-                    "api_key": DHL_KEY,
-                    "base_url": stack.dhl_url,
-                    "requests_per_day": 2,
-                    "requests_per_second": 100,
-                }
-            )
-        }
+        settings = dhl_settings(stack.dhl_url, 2)
         due_before = await pool.fetchval("SELECT max(next_poll_at) FROM shipments")
         async with aiohttp.ClientSession() as http:
             adapters = build_adapters(settings, http)
@@ -150,20 +155,8 @@ async def test_over_budget_the_urgent_go_first_then_the_longest_since_their_last
                 number,
             )
 
-        def settings(per_day: int) -> dict[str, CarrierSettings]:
-            return {
-                "dhl": CarrierSettings.model_validate(
-                    {
-                        "api_key": DHL_KEY,
-                        "base_url": stack.dhl_url,
-                        "requests_per_day": per_day,
-                        "requests_per_second": 100,
-                    }
-                )
-            }
-
         async with aiohttp.ClientSession() as http:
-            first = settings(100)
+            first = dhl_settings(stack.dhl_url, 100)
             report = await poll_due(
                 pool, build_adapters(first, http), PollingConfig(), WritebackConfig(), "w", first
             )
@@ -180,7 +173,9 @@ async def test_over_budget_the_urgent_go_first_then_the_longest_since_their_last
                     interval_hours[name],
                 )
             used = await pool.fetchval("SELECT used FROM carrier_budgets WHERE carrier = 'dhl'")
-            tight = settings(used + 3)  # three requests left today for four due parcels
+            tight = dhl_settings(
+                stack.dhl_url, used + 3
+            )  # three requests left today for four due parcels
             stack.dhl.requests.clear()
             report = await poll_due(
                 pool, build_adapters(tight, http), PollingConfig(), WritebackConfig(), "w", tight
@@ -220,21 +215,9 @@ async def test_shipments_put_off_for_the_budget_keep_their_order_into_the_next_d
                 hours,
             )
 
-        def settings(per_day: int) -> dict[str, CarrierSettings]:
-            return {
-                "dhl": CarrierSettings.model_validate(
-                    {
-                        "api_key": DHL_KEY,
-                        "base_url": stack.dhl_url,
-                        "requests_per_day": per_day,
-                        "requests_per_second": 100,
-                    }
-                )
-            }
-
         async def poll(per_day: int) -> None:
             async with aiohttp.ClientSession() as http:
-                chosen = settings(per_day)
+                chosen = dhl_settings(stack.dhl_url, per_day)
                 adapters = build_adapters(chosen, http)
                 await poll_due(pool, adapters, PollingConfig(), WritebackConfig(), "w", chosen)
 
